@@ -1,0 +1,78 @@
+/* rex.core: the C functions behind the `rex` Lua module (internal; scripts use `rex`). */
+#include <rex/log.h>
+#include <rex/rex.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+/* log(level_name, msg, fields_json_or_nil) */
+static int l_log(lua_State *L) {
+    const char *lvl = luaL_checkstring(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    size_t n = 0;
+    const char *fields = luaL_optlstring(L, 3, NULL, &n);
+    int level;
+    if (rex_log_parse_level(lvl, &level))
+        return luaL_argerror(L, 1, "unknown log level");
+    rex_log_json(level, msg, fields, n);
+    return 0;
+}
+
+static int l_log_enabled(lua_State *L) {
+    int level;
+    if (rex_log_parse_level(luaL_checkstring(L, 1), &level))
+        return luaL_argerror(L, 1, "unknown log level");
+    lua_pushboolean(L, level >= rex_log_get_level() && level < REX_LOG_OFF);
+    return 1;
+}
+
+static int l_redact(lua_State *L) {
+    size_t n, rn;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char *r = rex_redact(s, n, &rn);
+    lua_pushlstring(L, r, rn);
+    rex_free(r);
+    return 1;
+}
+
+static int l_secret_key(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, rex_log_secret_key(s, n));
+    return 1;
+}
+
+/* Wall clock in milliseconds since the epoch (a double, exact for the next 280,000 years). */
+static int l_now_ms(lua_State *L) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    lua_pushnumber(L, (double)tv.tv_sec * 1000.0 + (double)(tv.tv_usec / 1000));
+    return 1;
+}
+
+/* Monotonic clock in milliseconds, fractional. */
+static int l_monotonic_ms(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+int rex__lcore_open(lua_State *L) {
+    static const luaL_Reg fns[] = {{"log", l_log},
+                                   {"log_enabled", l_log_enabled},
+                                   {"redact", l_redact},
+                                   {"secret_key", l_secret_key},
+                                   {"now_ms", l_now_ms},
+                                   {"monotonic_ms", l_monotonic_ms},
+                                   {NULL, NULL}};
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    lua_pushstring(L, REX_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

@@ -1,0 +1,52 @@
+-- The `rex` module that scripts get with require("rex").
+local rex = require("rex")
+
+describe("rex", function()
+    it("has a version", function()
+        assert.matches("^%d+%.%d+%.%d+$", rex.version)
+    end)
+
+    it("merges shallowly, later arguments winning", function()
+        local a, b = { x = 1, y = { 1 } }, { y = 2, z = 3 }
+        local m = rex.merge(a, nil, b)
+        assert.same({ x = 1, y = 2, z = 3 }, m)
+        assert.same({ x = 1, y = { 1 } }, a)
+    end)
+
+    it("raises unrecoverable errors that carry their message", function()
+        local ok, err = pcall(rex.unrecoverable, "bad input")
+        assert.is_false(ok)
+        assert.is_true(rex.is_unrecoverable(err))
+        assert.equal("bad input", rex.error_message(err))
+        assert.equal("bad input", tostring(err))
+        local ok2, err2 = pcall(error, "plain")
+        assert.is_false(ok2)
+        assert.is_false(rex.is_unrecoverable(err2))
+    end)
+
+    it("describes any error value", function()
+        assert.equal("x", rex.error_message("x"))
+        assert.equal("m", rex.error_message({ message = "m" }))
+        assert.equal("error with no message (nil)", rex.error_message(nil))
+        assert.matches("^error object of type number: 42", rex.error_message(42))
+        assert.equal("error object (table) without a message", rex.error_message({ 1 }))
+        local weird = setmetatable({}, { __tostring = function() error("nope") end })
+        assert.equal("error object (table) without a message", rex.error_message(weird))
+    end)
+
+    it("masks secrets in strings", function()
+        assert.equal("redis://u:***@h:1", rex.redact("redis://u:pw@h:1"))
+    end)
+
+    it("logs tables with secrets without raising", function()
+        rex.log.debug("spec line", { password = "x", nested = { token = "y" }, list = { 1, 2 } })
+        rex.log.debug("spec line", { 1, 2, 3 })
+        rex.log.debug("spec line", { f = print })
+    end)
+
+    it("measures time", function()
+        local t0 = rex.monotonic_ms()
+        assert.is_true(rex.now_ms() > 1.7e12)
+        assert.is_true(rex.monotonic_ms() >= t0)
+    end)
+end)
