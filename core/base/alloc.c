@@ -48,7 +48,8 @@ void rex_free(void *p) {
 }
 
 void rex__assert_fail(const char *expr, const char *file, int line) {
-    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"expr\":\"%s\",\"at\":\"%s:%d\"}\n",
+    fprintf(stderr,
+            "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"expr\":\"%s\",\"at\":\"%s:%d\"}\n",
             expr, file, line);
     abort();
 }

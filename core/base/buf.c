@@ -116,13 +116,27 @@ void rex_buf_add_json_string(rex_buf *b, const char *str, size_t n) {
             continue;
         }
         switch (c) {
-        case '"': rex_buf_add(b, "\\\"", 2); break;
-        case '\\': rex_buf_add(b, "\\\\", 2); break;
-        case '\n': rex_buf_add(b, "\\n", 2); break;
-        case '\r': rex_buf_add(b, "\\r", 2); break;
-        case '\t': rex_buf_add(b, "\\t", 2); break;
-        case '\b': rex_buf_add(b, "\\b", 2); break;
-        case '\f': rex_buf_add(b, "\\f", 2); break;
+        case '"':
+            rex_buf_add(b, "\\\"", 2);
+            break;
+        case '\\':
+            rex_buf_add(b, "\\\\", 2);
+            break;
+        case '\n':
+            rex_buf_add(b, "\\n", 2);
+            break;
+        case '\r':
+            rex_buf_add(b, "\\r", 2);
+            break;
+        case '\t':
+            rex_buf_add(b, "\\t", 2);
+            break;
+        case '\b':
+            rex_buf_add(b, "\\b", 2);
+            break;
+        case '\f':
+            rex_buf_add(b, "\\f", 2);
+            break;
         default: {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             rex_buf_add(b, e, 6);

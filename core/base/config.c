@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -326,8 +327,8 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
             return rc;
         if (host && *host) {
             int v6 = strchr(host, ':') != NULL;
-            snprintf(built, sizeof(built), "redis://%s%s%s:%ld", v6 ? "[" : "", host,
-                     v6 ? "]" : "", port);
+            snprintf(built, sizeof(built), "redis://%s%s%s:%ld", v6 ? "[" : "", host, v6 ? "]" : "",
+                     port);
         } else {
             snprintf(built, sizeof(built), "redis://127.0.0.1:%ld", port);
         }
@@ -351,8 +352,8 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
     if ((rc = get_long("LOCK_DURATION_MS", 30000, 1000, 86400000, &cfg->lock_duration_ms, err,
                        errlen)))
         return rc;
-    if ((rc = get_long("STALLED_INTERVAL_MS", 30000, 100, 86400000, &cfg->stalled_interval_ms,
-                       err, errlen)))
+    if ((rc = get_long("STALLED_INTERVAL_MS", 30000, 100, 86400000, &cfg->stalled_interval_ms, err,
+                       errlen)))
         return rc;
     if ((rc = get_int("MAX_STALLED_COUNT", 1, 0, 1000000, &cfg->max_stalled_count, err, errlen)))
         return rc;

@@ -27,7 +27,7 @@ int rex_log_parse_level(const char *s, int *level) {
     static const struct {
         const char *name;
         int level;
-    } names[] = {{"debug", REX_LOG_DEBUG}, {"trace", REX_LOG_DEBUG}, {"info", REX_LOG_INFO},
+    } names[] = {{"debug", REX_LOG_DEBUG}, {"trace", REX_LOG_DEBUG},  {"info", REX_LOG_INFO},
                  {"warn", REX_LOG_WARN},   {"warning", REX_LOG_WARN}, {"error", REX_LOG_ERROR},
                  {"fatal", REX_LOG_FATAL}, {"silent", REX_LOG_OFF},   {"off", REX_LOG_OFF}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -53,9 +53,9 @@ void rex_log_set_fd(int fd) {
 
 /* Secret-bearing field names, compared after lower-casing and dropping '_', '-' and '.'. */
 int rex_log_secret_key(const char *key, size_t len) {
-    static const char *const words[] = {"password", "passwd",     "secret",     "token",
-                                        "apikey",   "authorization", "masterkey", "credential",
-                                        "privatekey", "accesskey", "cookie",    "encryptionkey"};
+    static const char *const words[] = {
+        "password",  "passwd",     "secret",     "token",     "apikey", "authorization",
+        "masterkey", "credential", "privatekey", "accesskey", "cookie", "encryptionkey"};
     char norm[128];
     size_t n = 0;
     for (size_t i = 0; i < len && n < sizeof(norm) - 1; i++) {

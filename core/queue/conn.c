@@ -44,9 +44,8 @@ int rex_redis_connect_sync(const struct rex_redis_url *url, int timeout_ms, redi
     redisSetTimeout(c, tv);
     int rc = 0;
     if (url->password) {
-        redisReply *r = url->username
-                            ? redisCommand(c, "AUTH %s %s", url->username, url->password)
-                            : redisCommand(c, "AUTH %s", url->password);
+        redisReply *r = url->username ? redisCommand(c, "AUTH %s %s", url->username, url->password)
+                                      : redisCommand(c, "AUTH %s", url->password);
         rc = check_status(c, r, "Redis AUTH failed", err, errlen);
     }
     if (!rc && url->db)

@@ -190,9 +190,14 @@ static int enc_table(struct enc *e, int idx, int depth) {
 static int enc_value(struct enc *e, int idx, int depth) {
     lua_State *L = e->L;
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: rex_buf_adds(&e->b, "null"); return 0;
-    case LUA_TBOOLEAN: rex_buf_adds(&e->b, lua_toboolean(L, idx) ? "true" : "false"); return 0;
-    case LUA_TNUMBER: return enc_number(e, lua_tonumber(L, idx));
+    case LUA_TNIL:
+        rex_buf_adds(&e->b, "null");
+        return 0;
+    case LUA_TBOOLEAN:
+        rex_buf_adds(&e->b, lua_toboolean(L, idx) ? "true" : "false");
+        return 0;
+    case LUA_TNUMBER:
+        return enc_number(e, lua_tonumber(L, idx));
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
@@ -216,10 +221,10 @@ static int enc_value(struct enc *e, int idx, int depth) {
             return -1;
         }
         return enc_table(e, idx, depth);
-    default: break;
+    default:
+        break;
     }
-    snprintf(e->err, sizeof(e->err), "cannot encode a value of type %s",
-             luaL_typename(L, idx));
+    snprintf(e->err, sizeof(e->err), "cannot encode a value of type %s", luaL_typename(L, idx));
     return -1;
 }
 
@@ -378,14 +383,30 @@ static int dec_string(struct dec *d) {
         char e = d->s[d->i + 1];
         d->i += 2;
         switch (e) {
-        case '"': rex_buf_addc(b, '"'); break;
-        case '\\': rex_buf_addc(b, '\\'); break;
-        case '/': rex_buf_addc(b, '/'); break;
-        case 'b': rex_buf_addc(b, '\b'); break;
-        case 'f': rex_buf_addc(b, '\f'); break;
-        case 'n': rex_buf_addc(b, '\n'); break;
-        case 'r': rex_buf_addc(b, '\r'); break;
-        case 't': rex_buf_addc(b, '\t'); break;
+        case '"':
+            rex_buf_addc(b, '"');
+            break;
+        case '\\':
+            rex_buf_addc(b, '\\');
+            break;
+        case '/':
+            rex_buf_addc(b, '/');
+            break;
+        case 'b':
+            rex_buf_addc(b, '\b');
+            break;
+        case 'f':
+            rex_buf_addc(b, '\f');
+            break;
+        case 'n':
+            rex_buf_addc(b, '\n');
+            break;
+        case 'r':
+            rex_buf_addc(b, '\r');
+            break;
+        case 't':
+            rex_buf_addc(b, '\t');
+            break;
         case 'u': {
             unsigned cp;
             if (d->i + 4 > d->n || hex4(d->s + d->i, &cp))
@@ -406,7 +427,9 @@ static int dec_string(struct dec *d) {
             put_utf8(b, cp);
             break;
         }
-        default: d->i -= 1; return dec_fail(d, "bad escape");
+        default:
+            d->i -= 1;
+            return dec_fail(d, "bad escape");
         }
     }
     return dec_fail(d, "unterminated string");
@@ -547,7 +570,8 @@ static int dec_value(struct dec *d, int depth) {
             return dec_fail(d, "expected ',' or ']'");
         }
     }
-    case '"': return dec_string(d);
+    case '"':
+        return dec_string(d);
     case 't':
         if (lit(d, "true", 4)) {
             lua_pushboolean(L, 1);

@@ -63,12 +63,9 @@ static int l_monotonic_ms(lua_State *L) {
 }
 
 int rex__lcore_open(lua_State *L) {
-    static const luaL_Reg fns[] = {{"log", l_log},
-                                   {"log_enabled", l_log_enabled},
-                                   {"redact", l_redact},
-                                   {"secret_key", l_secret_key},
-                                   {"now_ms", l_now_ms},
-                                   {"monotonic_ms", l_monotonic_ms},
+    static const luaL_Reg fns[] = {{"log", l_log},       {"log_enabled", l_log_enabled},
+                                   {"redact", l_redact}, {"secret_key", l_secret_key},
+                                   {"now_ms", l_now_ms}, {"monotonic_ms", l_monotonic_ms},
                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

@@ -124,8 +124,7 @@ static void preload(lua_State *L, const char *name, lua_CFunction f) {
     lua_pop(L, 2);
 }
 
-int rex_lstate_new(const struct rex_lstate_opts *opts, rex_lstate **out, char *err,
-                   size_t errlen) {
+int rex_lstate_new(const struct rex_lstate_opts *opts, rex_lstate **out, char *err, size_t errlen) {
     struct rex_lstate *s = rex_calloc(1, sizeof(*s));
     s->limit = opts ? opts->memory_limit : 0;
     lua_State *L = lua_newstate(lalloc, s);

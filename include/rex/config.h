@@ -1,14 +1,14 @@
 /* Configuration from the environment and an optional .env file (the environment wins).
  * Values from .env are put into the process environment (without overwriting), so scripts see
- * them through os.getenv too. Every value is validated at load: a malformed one is an error naming the variable, never a
- * default silently taken. */
+ * them through os.getenv too. Every value is validated at load: a malformed one is an error naming
+ * the variable, never a default silently taken. */
 #ifndef REX_CONFIG_H
 #define REX_CONFIG_H
 
 #include <stddef.h>
 
 struct rex_redis_url {
-    char *host;     /* owned; hostname or IP literal without brackets */
+    char *host; /* owned; hostname or IP literal without brackets */
     int port;
     char *username; /* owned or NULL */
     char *password; /* owned or NULL; never logged */
@@ -40,9 +40,9 @@ struct rex_config {
 };
 
 /* Loads the configuration. env_file: path of a .env file to read, or NULL for "$REX_ENV_FILE if
- * set, else ./.env if it exists". A missing default .env is not an error; a missing explicit one is.
- * Returns 0, or REX_EINVAL with a message naming the variable (or .env line) in err. On error the
- * config holds nothing to free. */
+ * set, else ./.env if it exists". A missing default .env is not an error; a missing explicit one
+ * is. Returns 0, or REX_EINVAL with a message naming the variable (or .env line) in err. On error
+ * the config holds nothing to free. */
 int rex_config_load(struct rex_config *cfg, const char *env_file, char *err, size_t errlen);
 void rex_config_free(struct rex_config *cfg);
 

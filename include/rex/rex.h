@@ -15,15 +15,15 @@
 
 enum {
     REX_OK = 0,
-    REX_EINVAL = -1,     /* invalid argument or malformed input */
-    REX_ENOMEM = -2,     /* allocation refused (only where a ceiling applies) */
-    REX_EIO = -3,        /* system call or file failure */
-    REX_ECONN = -4,      /* connection to a server failed or was lost */
-    REX_EPROTO = -5,     /* server answered something unexpected */
-    REX_ENOTFOUND = -6,  /* a named thing does not exist */
-    REX_ETIMEDOUT = -7,  /* a bounded wait ran out */
-    REX_ELUA = -8,       /* a Lua chunk raised an error */
-    REX_ENOTIMPL = -9,   /* the capability is not built yet */
+    REX_EINVAL = -1,    /* invalid argument or malformed input */
+    REX_ENOMEM = -2,    /* allocation refused (only where a ceiling applies) */
+    REX_EIO = -3,       /* system call or file failure */
+    REX_ECONN = -4,     /* connection to a server failed or was lost */
+    REX_EPROTO = -5,    /* server answered something unexpected */
+    REX_ENOTFOUND = -6, /* a named thing does not exist */
+    REX_ETIMEDOUT = -7, /* a bounded wait ran out */
+    REX_ELUA = -8,      /* a Lua chunk raised an error */
+    REX_ENOTIMPL = -9,  /* the capability is not built yet */
 };
 
 /* Static string naming an error code; never NULL. */

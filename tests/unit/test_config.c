@@ -10,10 +10,20 @@
 static char err[512];
 
 static void clean_env(void) {
-    const char *vars[] = {"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "QUEUE_NAME", "BULL_PREFIX",
-                          "WORKER_CONCURRENCY", "DATABASE_URL", "LOG_LEVEL", "REX_ENV_FILE",
-                          "LOCK_DURATION_MS", "STALLED_INTERVAL_MS", "MAX_STALLED_COUNT",
-                          "ENCRYPTION_MASTER_KEY", NULL};
+    const char *vars[] = {"REDIS_URL",
+                          "REDIS_HOST",
+                          "REDIS_PORT",
+                          "QUEUE_NAME",
+                          "BULL_PREFIX",
+                          "WORKER_CONCURRENCY",
+                          "DATABASE_URL",
+                          "LOG_LEVEL",
+                          "REX_ENV_FILE",
+                          "LOCK_DURATION_MS",
+                          "STALLED_INTERVAL_MS",
+                          "MAX_STALLED_COUNT",
+                          "ENCRYPTION_MASTER_KEY",
+                          NULL};
     for (int i = 0; vars[i]; i++)
         unsetenv(vars[i]);
     chdir("/"); /* no stray .env */
@@ -57,9 +67,9 @@ TEST(bad_concurrency_names_the_variable) {
 }
 
 TEST(bad_redis_url_is_rejected_without_leaking_password) {
-    const char *bad[] = {"http://x:6379", "redis://", "redis://host:99999", "redis://host:abc",
-                         "redis://h/notadb", "rediss://h:1", "redis://:s3cret@:1",
-                         "redis://a b:1"};
+    const char *bad[] = {"http://x:6379",      "redis://",         "redis://host:99999",
+                         "redis://host:abc",   "redis://h/notadb", "rediss://h:1",
+                         "redis://:s3cret@:1", "redis://a b:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clean_env();
         setenv("REDIS_URL", bad[i], 1);
@@ -113,10 +123,14 @@ TEST(rex_redis_host_and_port_names) {
 TEST(other_bad_values) {
     struct {
         const char *var, *val;
-    } bad[] = {{"LOG_LEVEL", "loud"},          {"LOCK_DURATION_MS", "10"},
-               {"MAX_STALLED_COUNT", "-1"},     {"QUEUE_NAME", "a b"},
-               {"BULL_PREFIX", ""},             {"DATABASE_URL", "mysql://x"},
-               {"STALLED_INTERVAL_MS", "1e3"},  {"RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION", "5"}};
+    } bad[] = {{"LOG_LEVEL", "loud"},
+               {"LOCK_DURATION_MS", "10"},
+               {"MAX_STALLED_COUNT", "-1"},
+               {"QUEUE_NAME", "a b"},
+               {"BULL_PREFIX", ""},
+               {"DATABASE_URL", "mysql://x"},
+               {"STALLED_INTERVAL_MS", "1e3"},
+               {"RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION", "5"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clean_env();
         setenv(bad[i].var, bad[i].val, 1);

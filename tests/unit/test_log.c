@@ -65,7 +65,10 @@ static void emit_lines(void) {
     rex_log(REX_LOG_INFO, "connected to redis://:pw1@h:1", "url", "redis://u:pw2@h:2", "apiKey",
             "pw3", "note", "line\nbreak \"quoted\" \x01", "level", "override", NULL);
     rex_log(REX_LOG_WARN, "bad utf8 \xff here", NULL);
-    { const char *f = "{\"a\":1,\"b\":[true]}"; rex_log_json(REX_LOG_ERROR, "from lua", f, strlen(f)); }
+    {
+        const char *f = "{\"a\":1,\"b\":[true]}";
+        rex_log_json(REX_LOG_ERROR, "from lua", f, strlen(f));
+    }
 }
 
 TEST(json_lines_with_redaction_and_levels) {

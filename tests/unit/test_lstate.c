@@ -28,8 +28,9 @@ TEST(require_rex_and_cjson) {
     CHECK_INT(rex_lstate_new(NULL, &s, err, sizeof(err)), 0);
     CHECK_STR(eval(s, "return require('rex').version"), REX_VERSION);
     CHECK_STR(eval(s, "return require('cjson').encode({1,2,3})"), "[1,2,3]");
-    CHECK_STR(eval(s, "return require('rex').json.encode(require('rex').json.decode('{\"a\":[]}'))"),
-              "{\"a\":[]}");
+    CHECK_STR(
+        eval(s, "return require('rex').json.encode(require('rex').json.decode('{\"a\":[]}'))"),
+        "{\"a\":[]}");
     CHECK_STR(eval(s, "return tostring(require('cjson').null == require('rex').null)"), "true");
     CHECK_STR(eval(s, "return jit and jit.version or 'no jit'"), "LuaJIT 2.1.0-beta3");
     rex_lstate_close(s);
@@ -75,9 +76,10 @@ static void *thread_main(void *arg) {
     /* each state has its own globals: a value set here must not be seen by the other thread */
     lua_pushinteger(L, id);
     lua_setglobal(L, "thread_id");
-    luaL_loadstring(L, "local json = require('rex.json') local sum = 0 "
-                       "for i = 1, 20000 do local t = json.decode(json.encode({i = i, id = thread_id})) "
-                       "sum = sum + t.i end return sum + thread_id");
+    luaL_loadstring(
+        L, "local json = require('rex.json') local sum = 0 "
+           "for i = 1, 20000 do local t = json.decode(json.encode({i = i, id = thread_id})) "
+           "sum = sum + t.i end return sum + thread_id");
     long bad = 0;
     if (rex_lstate_pcall(s, 0, 1, e, sizeof(e)))
         bad = 1;

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# make test: installs what is missing, builds, runs every test layer, prints "N passed, M failed".
+#   layers: format, C unit (ctest), Lua specs (busted under LuaJIT), integration (ctest, real
+#   Redis + PostgreSQL), interop (node:test with the npm bullmq), then the C unit and integration
+#   layers again in an ASan+UBSan build (clang).
+# Environment: REX_TEST_LAYERS="unit busted ..." runs a subset; REX_TEST_NO_SAN=1 skips the
+# sanitizer build.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+PASSED=0
+FAILED=0
+SUMMARY=()
+record() { # layer passed failed
+  PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
+  SUMMARY+=("$(printf '%-18s %4d passed, %d failed' "$1" "$2" "$3")")
+}
+
+want() { [[ -z "${REX_TEST_LAYERS:-}" || " $REX_TEST_LAYERS " == *" $1 "* ]]; }
+
+build() { # dir cmake-args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DREX_WERROR=ON "$@" >"$dir.configure.log" 2>&1 \
+    && cmake --build "$dir" -j2 >"$dir.build.log" 2>&1
+}
+
+ctest_layer() { # name builddir label
+  local out rc total failed
+  out=$(cd "$2" && ctest -L "^$3\$" --output-on-failure --timeout 300 2>&1); rc=$?
+  echo "$out" | grep -vE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed' || true
+  total=$(echo "$out" | sed -nE 's/.*tests failed out of ([0-9]+).*/\1/p' | tail -1)
+  failed=$(echo "$out" | sed -nE 's/.* ([0-9]+) tests failed out of.*/\1/p' | tail -1)
+  if [[ -z "$total" ]]; then record "$1" 0 1; return; fi
+  [[ $rc -ne 0 && "${failed:-0}" -eq 0 ]] && failed=1
+  record "$1" $((total - failed)) "$failed"
+}
+
+echo "== build (gcc, -Werror)"
+mkdir -p build
+if ! build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+  tail -40 build.configure.log build.build.log 2>/dev/null
+  record build 0 1
+  echo "${SUMMARY[@]}"; echo "$PASSED passed, $FAILED failed"; exit 1
+fi
+rm -f build.configure.log build.build.log
+
+if want format; then
+  echo "== format (clang-format)"
+  if scripts/format.sh --check; then record format 1 0; else record format 0 1; fi
+fi
+
+if want unit; then
+  echo "== C unit tests"
+  ctest_layer "C unit" build unit
+fi
+
+if want busted; then
+  echo "== Lua specs (busted, LuaJIT)"
+  out=$(busted -o utfTerminal 2>&1); rc=$?
+  echo "$out" | tail -25
+  line=$(echo "$out" | grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' | tail -1)
+  ok=$(echo "$line" | sed -nE 's/^([0-9]+) success.*/\1/p')
+  bad=$(echo "$line" | sed -nE 's/.* ([0-9]+) failures? \/ ([0-9]+) errors?.*/\1 \2/p')
+  if [[ -z "$ok" ]]; then record busted 0 1
+  else
+    set -- $bad; nb=$(( $1 + $2 ))
+    [[ $rc -ne 0 && $nb -eq 0 ]] && nb=1
+    record busted "$ok" "$nb"
+  fi
+fi
+
+SERVICES=""
+stop_services() { [[ -n "$SERVICES" ]] && scripts/services.sh stop "$SERVICES"; SERVICES=""; }
+trap stop_services EXIT
+if want integration || want interop || want san; then
+  echo "== services"
+  if env_lines=$(scripts/services.sh start); then
+    eval "$env_lines"
+    SERVICES=$REX_SERVICES_DIR
+    echo "redis $REDIS_URL, postgres $DATABASE_URL"
+  else
+    record services 0 1
+  fi
+fi
+
+if want integration && [[ -n "$SERVICES" ]]; then
+  echo "== integration tests"
+  ctest_layer integration build integration
+fi
+
+if want interop && [[ -n "$SERVICES" ]]; then
+  echo "== interop tests (node:test, npm bullmq)"
+  out=$(REX_WORKER_BIN="$ROOT/build/rex-worker" timeout 1200 node --test --test-concurrency=1 tests/interop/ 2>&1); rc=$?
+  echo "$out" | grep -E '^(not ok|ok|# )' | head -200
+  echo "$out" | grep -A30 '^not ok' | head -120
+  p=$(echo "$out" | sed -nE 's/^# pass ([0-9]+)/\1/p' | tail -1)
+  f=$(echo "$out" | sed -nE 's/^# fail ([0-9]+)/\1/p' | tail -1)
+  if [[ -z "$p" ]]; then record interop 0 1
+  else
+    [[ $rc -ne 0 && "${f:-0}" -eq 0 ]] && f=1
+    record interop "$p" "${f:-0}"
+  fi
+fi
+
+if want san && [[ -z "${REX_TEST_NO_SAN:-}" ]]; then
+  echo "== sanitizer build (clang, ASan+UBSan)"
+  mkdir -p build-san
+  if build build-san -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DREX_ASAN=ON -DREX_UBSAN=ON; then
+    rm -f build-san.configure.log build-san.build.log
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    ctest_layer "C unit (asan)" build-san unit
+    [[ -n "$SERVICES" ]] && ctest_layer "integration (asan)" build-san integration
+  else
+    tail -40 build-san.configure.log build-san.build.log 2>/dev/null
+    record "build (asan)" 0 1
+  fi
+fi
+
+stop_services
+echo
+echo "== summary"
+printf '%s\n' "${SUMMARY[@]}"
+echo "$PASSED passed, $FAILED failed"
+[[ $FAILED -eq 0 && $PASSED -gt 0 ]]
