@@ -290,6 +290,70 @@ bad_port:
     return fail(err, errlen, "invalid port");
 }
 
+/* REMOVE_ON_COMPLETE / REMOVE_ON_FAIL: true, false, a count, or a JSON object with only
+ * "age", "count" and "limit" as non-negative integers (BullMQ's KeepJobs). */
+static int check_keep_option(const char *name, const char *v, char *err, size_t errlen) {
+    if (!strcmp(v, "true") || !strcmp(v, "false"))
+        return 0;
+    const char *p = v;
+    if (isdigit((unsigned char)*p)) {
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (!*p)
+            return 0;
+    } else if (*p == '{') {
+        p++;
+        int members = 0;
+        for (;;) {
+            while (isspace((unsigned char)*p))
+                p++;
+            if (*p == '}' && members == 0) {
+                p++;
+                break;
+            }
+            const char *keys[] = {"\"age\"", "\"count\"", "\"limit\""};
+            size_t k = 0;
+            for (; k < 3; k++)
+                if (!strncmp(p, keys[k], strlen(keys[k])))
+                    break;
+            if (k == 3)
+                goto bad;
+            p += strlen(keys[k]);
+            while (isspace((unsigned char)*p))
+                p++;
+            if (*p++ != ':')
+                goto bad;
+            while (isspace((unsigned char)*p))
+                p++;
+            if (!isdigit((unsigned char)*p))
+                goto bad;
+            while (isdigit((unsigned char)*p))
+                p++;
+            while (isspace((unsigned char)*p))
+                p++;
+            members++;
+            if (*p == ',') {
+                p++;
+                continue;
+            }
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            goto bad;
+        }
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            return 0;
+    }
+bad:
+    return fail(err, errlen,
+                "%s must be true, false, a count, or {\"age\":s,\"count\":n,\"limit\":n}; "
+                "got \"%s\"",
+                name, v);
+}
+
 /* ---- load ---------------------------------------------------------------------------------- */
 
 void rex_config_free(struct rex_config *cfg) {
@@ -303,6 +367,9 @@ void rex_config_free(struct rex_config *cfg) {
     rex_free(cfg->nodes_path);
     rex_free(cfg->hooks_path);
     rex_free(cfg->http_allowlist);
+    rex_free(cfg->worker_name);
+    rex_free(cfg->remove_on_complete);
+    rex_free(cfg->remove_on_fail);
     rex_free(cfg->env_file_used);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -369,6 +436,25 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
     if ((rc = get_long("RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION", 120000, 1000, LONG_MAX,
                        &cfg->retrieval_max_duration_ms, err, errlen)))
         return rc;
+
+    if ((rc = get_long("WORKER_LIMITER_MAX", 0, 0, 1000000000, &cfg->limiter_max, err, errlen)))
+        return rc;
+    if ((rc = get_long("WORKER_LIMITER_DURATION_MS", 1000, 1, 86400000, &cfg->limiter_duration_ms,
+                       err, errlen)))
+        return rc;
+    if ((rc = get_long("MAX_STARTED_ATTEMPTS", 0, 0, 1000000000, &cfg->max_started_attempts, err,
+                       errlen)))
+        return rc;
+    if ((rc = get_long("DRAIN_DELAY_MS", 5000, 10, 600000, &cfg->drain_delay_ms, err, errlen)))
+        return rc;
+    if (getenv("WORKER_NAME") && (rc = get_name("WORKER_NAME", "", &cfg->worker_name, err, errlen)))
+        return rc;
+    /* checked for shape here, interpreted by the Lua side (rex.worker.keep_jobs) */
+    cfg->remove_on_complete = get_str("REMOVE_ON_COMPLETE", "{\"count\":1000}");
+    cfg->remove_on_fail = get_str("REMOVE_ON_FAIL", "{\"count\":5000}");
+    if (check_keep_option("REMOVE_ON_COMPLETE", cfg->remove_on_complete, err, errlen) ||
+        check_keep_option("REMOVE_ON_FAIL", cfg->remove_on_fail, err, errlen))
+        return REX_EINVAL;
 
     cfg->database_url = get_str("DATABASE_URL", NULL);
     if (cfg->database_url && strncmp(cfg->database_url, "postgres://", 11) != 0 &&

@@ -11,13 +11,13 @@
 static int not_built(int argc, char **argv, struct rex_config *cfg);
 
 static const struct rex_cli_cmd commands[] = {
-    {"serve", "serve", "consume the BullMQ queue until SIGTERM/SIGINT (default)", 1, not_built},
+    {"serve", "serve", "consume the BullMQ queue until SIGTERM/SIGINT (default)", 1, rex_cli_serve},
     {"run", "run WORKFLOW.json [--input JSON | --input @FILE]",
      "run one workflow locally, result JSON on stdout", 0, not_built},
     {"validate", "validate WORKFLOW.json", "check a workflow, listing every problem", 0, not_built},
     {"migrate", "migrate", "apply the SQL migrations to DATABASE_URL", 1, not_built},
     {"add", "add NAME DATA_JSON [--opts OPTS_JSON]", "add a job as BullMQ's Queue.add would", 1,
-     not_built},
+     rex_cli_add},
     {"query", "query --docs DOCS.jsonl --queries QUERIES.jsonl [--top-k K] [--model M]",
      "offline retrieval over a set of documents", 0, not_built},
     {"lua", "lua SCRIPT.lua [ARGS...]", "run a Lua script in a worker's Lua state (for tools)", 0,

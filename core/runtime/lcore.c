@@ -5,6 +5,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -62,11 +64,38 @@ static int l_monotonic_ms(lua_State *L) {
     return 1;
 }
 
+/* listdir(path) -> sorted array of entry names (without . and ..), or nil, err */
+static int l_listdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_newtable(L);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++n);
+    }
+    closedir(d);
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    return 1;
+}
+
 int rex__lcore_open(lua_State *L) {
-    static const luaL_Reg fns[] = {{"log", l_log},       {"log_enabled", l_log_enabled},
-                                   {"redact", l_redact}, {"secret_key", l_secret_key},
-                                   {"now_ms", l_now_ms}, {"monotonic_ms", l_monotonic_ms},
-                                   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"log", l_log},         {"log_enabled", l_log_enabled},
+                                   {"redact", l_redact},   {"secret_key", l_secret_key},
+                                   {"now_ms", l_now_ms},   {"monotonic_ms", l_monotonic_ms},
+                                   {"listdir", l_listdir}, {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
     lua_pushstring(L, REX_VERSION);

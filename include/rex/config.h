@@ -31,6 +31,13 @@ struct rex_config {
     long stalled_interval_ms;
     int max_stalled_count;
     long shutdown_grace_ms;
+    char *worker_name; /* owned or NULL: shown by Queue.getWorkers(), stored as `pb` */
+    long limiter_max;  /* 0 = no worker rate limit */
+    long limiter_duration_ms;
+    long max_started_attempts; /* 0 = unlimited */
+    char *remove_on_complete;  /* owned: JSON (true, false, n, {age,count,limit}) */
+    char *remove_on_fail;
+    long drain_delay_ms;
     int log_level;
     char *http_allowlist; /* owned or NULL */
     int retrieval_max_requests;

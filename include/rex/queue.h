@@ -17,4 +17,10 @@ int rex_redis_connect_sync(const struct rex_redis_url *url, int timeout_ms, redi
 /* The server's process id from INFO server, or a negative REX_E* code. */
 long rex_redis_server_pid(redisContext *c);
 
+/* Runs the worker (rex-worker serve) until SIGTERM/SIGINT and a graceful close. Returns 0 after
+ * a clean close, or a negative REX_E* code with the reason in err when it cannot start (a job
+ * handler that does not load, say). Exits the process with 1 when the shutdown grace period runs
+ * out or on a second signal. */
+int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen);
+
 #endif

@@ -1,0 +1,206 @@
+/* The worker-thread side of the queue: runs one job in this thread's LuaJIT state through
+ * lua/rex/worker.lua and posts the outcome, and any progress or log lines, to the loop. */
+#include "queue/worker.h"
+
+#include <rex/log.h>
+#include <rex/rex.h>
+#include <rex/runtime.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <stdio.h>
+#include <string.h>
+
+struct tctx {
+    rex_lstate *ls;
+    rex_mailbox *mailbox;
+    int process_ref; /* rex.worker.process */
+};
+
+void rex__job_free(struct rex_job *job) {
+    if (!job)
+        return;
+    rex_free(job->id);
+    rex_free(job->fv); /* fv, fvlen and the strings are one allocation */
+    rex_free(job->fail_message);
+    rex_free(job->value);
+    rex_free(job->keep);
+    rex_free(job->stacktrace);
+    rex_free(job);
+}
+
+void rex__msg_free(struct rex_msg *m) {
+    rex_free(m->id);
+    rex_free(m->a);
+    rex_free(m);
+}
+
+/* emit(kind, job_id, payload [, n]): progress and log lines leave the thread as messages. */
+static int l_emit(lua_State *L) {
+    struct tctx *t = lua_touserdata(L, lua_upvalueindex(1));
+    const char *kind = luaL_checkstring(L, 1);
+    size_t idlen, alen;
+    const char *id = luaL_checklstring(L, 2, &idlen);
+    const char *a = luaL_checklstring(L, 3, &alen);
+    struct rex_msg *m = rex_calloc(1, sizeof(*m));
+    if (!strcmp(kind, "progress"))
+        m->kind = REX_MSG_PROGRESS;
+    else if (!strcmp(kind, "log"))
+        m->kind = REX_MSG_LOG;
+    else {
+        rex_free(m);
+        return luaL_argerror(L, 1, "unknown message kind");
+    }
+    m->id = rex_strndup(id, idlen);
+    m->a = rex_strndup(a, alen);
+    m->alen = alen;
+    m->n = lua_isnumber(L, 4) ? (long)lua_tonumber(L, 4) : -1;
+    rex_mailbox_post(t->mailbox, &m->link);
+    return 0;
+}
+
+int rex__process_thread_init(void *ud, int index, void **out, char *err, size_t errlen) {
+    const struct rex_worker_thread_opts *o = ud;
+    const struct rex_config *cfg = o->cfg;
+    (void)index;
+    struct tctx *t = rex_calloc(1, sizeof(*t));
+    t->mailbox = o->mailbox;
+    int rc = rex_lstate_new(NULL, &t->ls, err, errlen);
+    if (rc) {
+        rex_free(t);
+        return rc;
+    }
+    lua_State *L = rex_lstate_L(t->ls);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "rex.worker");
+    if ((rc = rex_lstate_pcall(t->ls, 1, 1, err, errlen)))
+        goto fail;
+    int mod = lua_gettop(L);
+    lua_getfield(L, mod, "init");
+    lua_newtable(L);
+    lua_pushstring(L, rex_runtime_home());
+    lua_setfield(L, -2, "home");
+    if (cfg->jobs_path) {
+        lua_pushstring(L, cfg->jobs_path);
+        lua_setfield(L, -2, "jobs_path");
+    }
+    lua_pushlightuserdata(L, t);
+    lua_pushcclosure(L, l_emit, 1);
+    lua_setfield(L, -2, "emit");
+    lua_pushstring(L, cfg->remove_on_complete);
+    lua_setfield(L, -2, "remove_on_complete_json");
+    lua_pushstring(L, cfg->remove_on_fail);
+    lua_setfield(L, -2, "remove_on_fail_json");
+    if (cfg->max_started_attempts > 0) {
+        lua_pushnumber(L, (lua_Number)cfg->max_started_attempts);
+        lua_setfield(L, -2, "max_started_attempts");
+    }
+    if ((rc = rex_lstate_pcall(t->ls, 1, 2, err, errlen)))
+        goto fail;
+    if (!lua_toboolean(L, -2)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "init failed");
+        rc = REX_ELUA;
+        goto fail;
+    }
+    lua_pop(L, 2);
+    lua_getfield(L, mod, "process");
+    t->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, 0);
+    *out = t;
+    return 0;
+fail:
+    rex_lstate_close(t->ls);
+    rex_free(t);
+    return rc ? rc : REX_ELUA;
+}
+
+void rex__process_thread_fini(void *tctx) {
+    struct tctx *t = tctx;
+    rex_lstate_close(t->ls);
+    rex_free(t);
+}
+
+static char *dup_field(lua_State *L, int idx, const char *name, size_t *len) {
+    lua_getfield(L, idx, name);
+    char *s = NULL;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *v = lua_tolstring(L, -1, &n);
+        s = rex_strndup(v, n);
+        if (len)
+            *len = n;
+    }
+    lua_pop(L, 1);
+    return s;
+}
+
+static double num_field(lua_State *L, int idx, const char *name, double def) {
+    lua_getfield(L, idx, name);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
+}
+
+void rex__process_run(void *tctx, struct rex_link *item) {
+    struct tctx *t = tctx;
+    struct rex_job *job = (struct rex_job *)item;
+    lua_State *L = rex_lstate_L(t->ls);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->process_ref);
+    lua_createtable(L, 0, job->nfields + 2);
+    for (int i = 0; i + 1 < job->nfields * 2; i += 2) {
+        lua_pushlstring(L, job->fv[i], job->fvlen[i]);
+        lua_pushlstring(L, job->fv[i + 1], job->fvlen[i + 1]);
+        lua_rawset(L, -3);
+    }
+    lua_pushstring(L, job->id);
+    lua_setfield(L, -2, "id");
+    if (job->fail_message) {
+        lua_pushstring(L, job->fail_message);
+        lua_setfield(L, -2, "__fail_message");
+        lua_pushboolean(L, job->fail_unrecoverable);
+        lua_setfield(L, -2, "__fail_unrecoverable");
+    }
+    char err[2048];
+    if (rex_lstate_pcall(t->ls, 1, 1, err, sizeof(err)) || !lua_istable(L, -1)) {
+        /* a bug in rex.worker itself: fail the attempt, keep the job for inspection */
+        if (lua_gettop(L) > 0 && !lua_istable(L, -1))
+            snprintf(err, sizeof(err), "rex.worker.process returned no result table");
+        rex_log_error("job processing failed inside the worker", "job", job->id, "error", err,
+                      NULL);
+        job->outcome = REX_OUT_FAILED;
+        char msg[2100];
+        snprintf(msg, sizeof(msg), "internal worker error: %s", err);
+        job->value = rex_strdup(msg);
+        job->value_len = strlen(msg);
+        job->keep = rex_strdup("{\"count\":-1}");
+        job->attempts = 0;
+    } else {
+        int r = lua_gettop(L);
+        lua_getfield(L, r, "outcome");
+        const char *o = lua_tostring(L, -1);
+        job->outcome = !o                        ? REX_OUT_FAILED
+                       : !strcmp(o, "completed") ? REX_OUT_COMPLETED
+                       : !strcmp(o, "retry")     ? REX_OUT_RETRY
+                       : !strcmp(o, "delay")     ? REX_OUT_DELAY
+                                                 : REX_OUT_FAILED;
+        lua_pop(L, 1);
+        job->value = dup_field(L, r, "value", &job->value_len);
+        if (!job->value) {
+            job->value = rex_strdup("null");
+            job->value_len = 4;
+        }
+        job->keep = dup_field(L, r, "keep", NULL);
+        job->stacktrace = dup_field(L, r, "stacktrace", NULL);
+        job->attempts = (long)num_field(L, r, "attempts", 0);
+        job->delay = (long)num_field(L, r, "delay", 0);
+        lua_getfield(L, r, "lifo");
+        job->lifo = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 0);
+    struct rex_msg *m = rex_calloc(1, sizeof(*m));
+    m->kind = REX_MSG_JOB_DONE;
+    m->job = job;
+    rex_mailbox_post(t->mailbox, &m->link);
+}

@@ -1,0 +1,185 @@
+#include "runtime/pool.h"
+
+#include <rex/rex.h>
+
+#include <stdio.h>
+#include <string.h>
+
+struct thread {
+    rex_pool *pool;
+    pthread_t tid;
+    int index;
+    int started;
+};
+
+struct rex_pool {
+    struct rex_pool_ops ops;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_cond_t ready_cond;
+    struct rex_link *head, *tail;
+    int queued;
+    int stopping;
+    int ready;
+    int failed;
+    char err[512];
+    int nthreads;
+    struct thread *threads;
+};
+
+static void *thread_main(void *arg) {
+    struct thread *t = arg;
+    rex_pool *p = t->pool;
+    void *tctx = NULL;
+    char err[512] = "";
+    int rc = p->ops.thread_init(p->ops.ud, t->index, &tctx, err, sizeof(err));
+    pthread_mutex_lock(&p->lock);
+    if (rc) {
+        if (!p->failed)
+            snprintf(p->err, sizeof(p->err), "%s", err);
+        p->failed = 1;
+    }
+    p->ready++;
+    pthread_cond_broadcast(&p->ready_cond);
+    pthread_mutex_unlock(&p->lock);
+    if (rc)
+        return NULL;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        while (!p->head && !p->stopping)
+            pthread_cond_wait(&p->cond, &p->lock);
+        struct rex_link *item = p->head;
+        if (!item) { /* stopping and nothing left */
+            pthread_mutex_unlock(&p->lock);
+            break;
+        }
+        p->head = item->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->queued--;
+        pthread_mutex_unlock(&p->lock);
+        item->next = NULL;
+        p->ops.run(tctx, item);
+    }
+    if (p->ops.thread_fini)
+        p->ops.thread_fini(tctx);
+    return NULL;
+}
+
+static void stop_threads(rex_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nthreads; i++)
+        if (p->threads[i].started)
+            pthread_join(p->threads[i].tid, NULL);
+}
+
+int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *err,
+                   size_t errlen) {
+    rex_pool *p = rex_calloc(1, sizeof(*p));
+    p->ops = *ops;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    pthread_cond_init(&p->ready_cond, NULL);
+    p->threads = rex_calloc((size_t)n, sizeof(struct thread));
+    p->nthreads = n;
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        p->threads[i].pool = p;
+        p->threads[i].index = i;
+        if (pthread_create(&p->threads[i].tid, NULL, thread_main, &p->threads[i]) != 0) {
+            snprintf(p->err, sizeof(p->err), "cannot start worker thread %d", i);
+            p->failed = 1;
+            break;
+        }
+        p->threads[i].started = 1;
+        started++;
+    }
+    pthread_mutex_lock(&p->lock);
+    while (p->ready < started)
+        pthread_cond_wait(&p->ready_cond, &p->lock);
+    int failed = p->failed;
+    pthread_mutex_unlock(&p->lock);
+    if (failed) {
+        snprintf(err, errlen, "%s", p->err);
+        stop_threads(p);
+        rex_free(p->threads);
+        rex_free(p);
+        return REX_ELUA;
+    }
+    *out = p;
+    return 0;
+}
+
+void rex_pool_submit(rex_pool *p, struct rex_link *item) {
+    item->next = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->tail)
+        p->tail->next = item;
+    else
+        p->head = item;
+    p->tail = item;
+    p->queued++;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int rex_pool_queued(rex_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    int n = p->queued;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+void rex_pool_stop(rex_pool *p) {
+    stop_threads(p);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+    pthread_cond_destroy(&p->ready_cond);
+    rex_free(p->threads);
+    rex_free(p);
+}
+
+static void drain(uv_async_t *a) {
+    rex_mailbox *mb = a->data;
+    pthread_mutex_lock(&mb->lock);
+    struct rex_link *item = mb->head;
+    mb->head = mb->tail = NULL;
+    pthread_mutex_unlock(&mb->lock);
+    while (item) {
+        struct rex_link *next = item->next;
+        item->next = NULL;
+        mb->deliver(mb, item);
+        item = next;
+    }
+}
+
+int rex_mailbox_init(rex_mailbox *mb, uv_loop_t *loop,
+                     void (*deliver)(rex_mailbox *mb, struct rex_link *item)) {
+    memset(mb, 0, sizeof(*mb));
+    pthread_mutex_init(&mb->lock, NULL);
+    mb->deliver = deliver;
+    if (uv_async_init(loop, &mb->async, drain))
+        return REX_EIO;
+    mb->async.data = mb;
+    return 0;
+}
+
+void rex_mailbox_post(rex_mailbox *mb, struct rex_link *item) {
+    item->next = NULL;
+    pthread_mutex_lock(&mb->lock);
+    if (mb->tail)
+        mb->tail->next = item;
+    else
+        mb->head = item;
+    mb->tail = item;
+    pthread_mutex_unlock(&mb->lock);
+    uv_async_send(&mb->async);
+}
+
+void rex_mailbox_close(rex_mailbox *mb, uv_close_cb cb) {
+    drain(&mb->async);
+    uv_close((uv_handle_t *)&mb->async, cb);
+}

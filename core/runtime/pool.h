@@ -1,0 +1,52 @@
+/* Worker threads and the mailbox back to the event loop (internal).
+ *
+ * rex_pool: N threads, each with its own context made by ops->thread_init on that thread (the
+ * LuaJIT state lives there and never leaves it). Items are run FIFO by whichever thread is free.
+ * rex_mailbox: items posted from any thread are handed, in order, to a callback on the loop's
+ * thread (uv_async_send plus a locked list that is drained fully). */
+#ifndef REX_RUNTIME_POOL_H
+#define REX_RUNTIME_POOL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <uv.h>
+
+/* Embed as the first member of anything submitted or posted. */
+struct rex_link {
+    struct rex_link *next;
+};
+
+struct rex_pool_ops {
+    /* On the new thread. Returns 0 and sets *tctx, or an error with a message in err. */
+    int (*thread_init)(void *ud, int index, void **tctx, char *err, size_t errlen);
+    void (*run)(void *tctx, struct rex_link *item);
+    void (*thread_fini)(void *tctx);
+    void *ud;
+};
+
+typedef struct rex_pool rex_pool;
+
+/* Starts n threads and waits until each has initialised. Returns 0, or the first thread_init
+ * error (the threads already started are stopped). */
+int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *err, size_t errlen);
+void rex_pool_submit(rex_pool *p, struct rex_link *item);
+/* Items queued and not yet picked up by a thread. */
+int rex_pool_queued(rex_pool *p);
+/* Stops the threads after the items already queued, joins them and frees the pool. */
+void rex_pool_stop(rex_pool *p);
+
+typedef struct rex_mailbox {
+    uv_async_t async;
+    pthread_mutex_t lock;
+    struct rex_link *head, *tail;
+    void (*deliver)(struct rex_mailbox *mb, struct rex_link *item);
+    void *data;
+} rex_mailbox;
+
+int rex_mailbox_init(rex_mailbox *mb, uv_loop_t *loop,
+                     void (*deliver)(rex_mailbox *mb, struct rex_link *item));
+void rex_mailbox_post(rex_mailbox *mb, struct rex_link *item);
+/* Closes the async handle; items still queued are delivered first. */
+void rex_mailbox_close(rex_mailbox *mb, uv_close_cb cb);
+
+#endif

@@ -1,0 +1,346 @@
+-- rex.worker: the Lua side of a worker thread. Loads the job handlers once per thread and runs
+-- one job at a time: builds the `job` object scripts see, runs the handler under protection, and
+-- decides what the queue does with the outcome (complete, retry now, retry after a backoff, fail
+-- for good), following BullMQ's rules (bullmq-protocol.md §4.6, §4.7).
+local rex = require("rex")
+local json = require("rex.json")
+
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local pcall, xpcall, setmetatable, loadfile = pcall, xpcall, setmetatable, loadfile
+local floor, random, huge = math.floor, math.random, math.huge
+local traceback = debug.traceback
+
+local M = {}
+
+local handlers = {}   -- job name -> function(job)
+local sources = {}    -- job name -> file it came from
+local emit            -- function(kind, job_id, a, b): progress and log lines out of the thread
+local defaults = {}   -- worker-level options
+
+---------------------------------------------------------------------------------------------------
+-- Handler loading
+
+local function list_lua_files(dir)
+    local names, err = require("rex.core").listdir(dir)
+    if not names then
+        return nil, err
+    end
+    local files = {}
+    for _, name in ipairs(names) do
+        if name:match("%.lua$") then
+            files[#files + 1] = name
+        end
+    end
+    return files
+end
+
+local function load_handler(path)
+    local chunk, err = loadfile(path)
+    if not chunk then
+        return nil, err
+    end
+    local ok, h = pcall(chunk)
+    if not ok then
+        return nil, ("%s: %s"):format(path, rex.error_message(h))
+    end
+    if type(h) == "function" then
+        return h
+    elseif type(h) == "table" and type(h.process) == "function" then
+        local t = h
+        return function(job) return t.process(job) end
+    end
+    return nil, ("%s: a job handler script must return a function or a table with process(job)")
+        :format(path)
+end
+
+-- dirs: list of directories, later ones override earlier ones (built-ins come first).
+function M.load_handlers(dirs)
+    handlers, sources = {}, {}
+    for i, dir in ipairs(dirs) do
+        local files, err = list_lua_files(dir)
+        if not files then
+            return nil, "cannot read the job handler directory " .. err
+        end
+        for _, file in ipairs(files) do
+            local name = file:sub(1, -5)
+            local path = dir .. "/" .. file
+            local h, err = load_handler(path)
+            if not h then
+                return nil, err
+            end
+            if sources[name] and i > 1 then
+                rex.log.warn("job handler replaces another", { job = name, file = path,
+                    replaced = sources[name] })
+            end
+            handlers[name], sources[name] = h, path
+        end
+    end
+    return true
+end
+
+function M.handler_names()
+    local names = {}
+    for name in pairs(handlers) do
+        names[#names + 1] = name
+    end
+    table.sort(names)
+    return names
+end
+
+local function split_path(s)
+    local out = {}
+    for part in (s or ""):gmatch("[^:]+") do
+        out[#out + 1] = part
+    end
+    return out
+end
+
+-- opts: { home, jobs_path, emit, remove_on_complete(_json), remove_on_fail(_json),
+-- max_started_attempts }. Returns true, or nil and a message.
+function M.init(opts)
+    emit = opts.emit
+    local function keep_option(v, text)
+        if text ~= nil then
+            return json.decode(text)
+        end
+        return v
+    end
+    defaults = {
+        remove_on_complete = keep_option(opts.remove_on_complete, opts.remove_on_complete_json),
+        remove_on_fail = keep_option(opts.remove_on_fail, opts.remove_on_fail_json),
+        max_started_attempts = opts.max_started_attempts,
+    }
+    local dirs = { (opts.home or package.rex_home or ".") .. "/lua/rex/jobs" }
+    for _, d in ipairs(split_path(opts.jobs_path)) do
+        dirs[#dirs + 1] = d
+    end
+    return M.load_handlers(dirs)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Policy: pure functions, tested on their own (spec/worker_spec.lua)
+
+-- BullMQ keepJobs for a removeOnComplete/removeOnFail value: true -> remove, false -> keep all,
+-- n -> keep the newest n, {age, count, limit} as given.
+function M.keep_jobs(v)
+    if v == true then
+        return '{"count":0}'
+    elseif v == nil or v == false or v == json.null then
+        return '{"count":-1}'
+    elseif type(v) == "number" then
+        return ('{"count":%d}'):format(floor(v))
+    elseif type(v) == "table" then
+        local t = {}
+        if type(v.age) == "number" then t.age = floor(v.age) end
+        if type(v.count) == "number" then t.count = floor(v.count) end
+        if type(v.limit) == "number" then t.limit = floor(v.limit) end
+        if t.count == nil and t.age == nil then
+            t.count = -1
+        end
+        return (json.encode(t))
+    end
+    return '{"count":-1}'
+end
+
+-- Retry delay in ms for attempt n (= attempts made + 1), or nil for "no backoff", or nil, err for
+-- an unknown type. rnd is a function returning [0,1) (injected for tests).
+function M.backoff_delay(backoff, n, rnd)
+    if backoff == nil or backoff == json.null then
+        return nil
+    end
+    if type(backoff) == "number" then
+        backoff = { type = "fixed", delay = backoff }
+    end
+    if type(backoff) ~= "table" then
+        return nil
+    end
+    local delay = tonumber(backoff.delay) or 0
+    local jitter = tonumber(backoff.jitter) or 0
+    rnd = rnd or random
+    if backoff.type == "fixed" then
+        if jitter > 0 then
+            return floor(rnd() * delay * jitter + delay * (1 - jitter))
+        end
+        return delay
+    elseif backoff.type == "exponential" then
+        local max = floor(2 ^ (n - 1) * delay + 0.5)
+        if jitter > 0 then
+            return floor(rnd() * max * jitter + max * (1 - jitter))
+        end
+        return max
+    end
+    return nil, ("unknown backoff strategy %q"):format(tostring(backoff.type))
+end
+
+local function stacktrace_json(previous, new_entry, limit)
+    local list = previous and json.decode(previous)
+    if type(list) ~= "table" then
+        list = {}
+    end
+    if new_entry then
+        list[#list + 1] = new_entry
+    end
+    if limit then
+        limit = floor(limit)
+        local n = #list
+        local kept = {}
+        for i = math.max(1, n - limit + 1), n do
+            kept[#kept + 1] = list[i]
+        end
+        if limit <= 0 then
+            kept = {}
+        end
+        list = kept
+    end
+    return json.encode(json.array(list)) or "[]"
+end
+
+-- The decision after a failed attempt. f: the job's hash fields; opts: decoded opts.
+-- Returns the result table the C side executes.
+function M.failure(f, opts, message, stack, unrecoverable)
+    local atm = tonumber(f.atm) or tonumber(f.attemptsMade) or 0
+    local ats = tonumber(f.ats) or 0
+    local attempts = tonumber(opts.attempts) or 0
+    local res = {
+        value = message,
+        attempts = attempts,
+        stacktrace = stacktrace_json(f.stacktrace, stack, tonumber(opts.stackTraceLimit)),
+    }
+    local max_started = defaults.max_started_attempts
+    local retry = not unrecoverable and atm + 1 < attempts
+        and (max_started == nil or max_started > ats)
+    if retry then
+        local delay, err = M.backoff_delay(opts.backoff, atm + 1)
+        if err then
+            res.value = ("%s (not retried: %s)"):format(message, err)
+        elseif delay and delay > 0 then
+            res.outcome, res.delay = "delay", floor(delay)
+            return res
+        else
+            res.outcome, res.lifo = "retry", opts.lifo == true
+            return res
+        end
+    end
+    res.outcome = "failed"
+    local keep = opts.removeOnFail
+    if keep == nil then
+        keep = defaults.remove_on_fail
+    end
+    res.keep = M.keep_jobs(keep)
+    return res
+end
+
+function M.completion(opts, value_json)
+    local keep = opts.removeOnComplete
+    if keep == nil then
+        keep = defaults.remove_on_complete
+    end
+    return {
+        outcome = "completed",
+        value = value_json,
+        keep = M.keep_jobs(keep),
+        attempts = tonumber(opts.attempts) or 0,
+    }
+end
+
+---------------------------------------------------------------------------------------------------
+-- Running a job
+
+-- Error messages lose the "file.lua:12: " position Lua adds, so failedReason is what the handler
+-- said; the position stays in the stack trace.
+local function bare_message(msg)
+    return (msg:gsub("^[^\n]-%.lua:%d+: ", "", 1):gsub("^%[string .-%]:%d+: ", "", 1))
+end
+
+local Job = {}
+Job.__index = Job
+
+function Job:progress(value)
+    local s, err = json.encode(value)
+    if not s then
+        error("job:progress: " .. err, 2)
+    end
+    if emit then
+        emit("progress", self.id, s)
+    end
+end
+
+function Job:log(line)
+    if emit then
+        emit("log", self.id, tostring(line), self._keep_logs)
+    end
+end
+
+local function new_job(f, data, opts)
+    return setmetatable({
+        id = f.id,
+        name = f.name or "",
+        data = data,
+        opts = opts,
+        attempts_made = tonumber(f.atm) or tonumber(f.attemptsMade) or 0,
+        attempts_started = tonumber(f.ats) or 0,
+        timestamp = tonumber(f.timestamp),
+        processed_on = tonumber(f.processedOn),
+        _keep_logs = tonumber(opts.kl or opts.keepLogs),
+    }, Job)
+end
+
+local function on_error(e)
+    if rex.is_unrecoverable(e) then
+        return { message = e.message, unrecoverable = true, stack = traceback(e.message, 2) }
+    end
+    local msg = rex.error_message(e)
+    return { message = type(e) == "string" and bare_message(msg) or msg, stack = traceback(msg, 2) }
+end
+
+-- f: the job hash as a table of strings, plus f.id. Returns the result table.
+function M.process(f)
+    local opts = f.opts and json.decode(f.opts)
+    if type(opts) ~= "table" then
+        opts = {}
+    end
+    if f.__fail_message then
+        return M.failure(f, opts, f.__fail_message, nil, f.__fail_unrecoverable)
+    end
+    if f.defa then
+        return M.failure(f, opts, f.defa, nil, true)
+    end
+    local max_started = defaults.max_started_attempts
+    if max_started and (tonumber(f.ats) or 0) > max_started then
+        return M.failure(f, opts, "job started more than allowable limit", nil, true)
+    end
+    local data = {}
+    if f.data then
+        local err
+        data, err = json.decode(f.data)
+        if data == nil then
+            return M.failure(f, opts, "job data is not valid JSON: " .. err, nil, true)
+        end
+        if type(data) ~= "table" or json.is_array(data) then
+            return M.failure(f, opts, ("job data must be a JSON object, got %s"):format(
+                data == json.null and "null" or json.is_array(data) and "an array" or type(data)),
+                nil, true)
+        end
+    end
+    local handler = handlers[f.name]
+    if not handler then
+        return M.failure(f, opts, "Unknown job name: " .. tostring(f.name), nil, true)
+    end
+    local job = new_job(f, data, opts)
+    local ok, result = xpcall(handler, on_error, job)
+    if not ok then
+        return M.failure(f, opts, result.message, result.stack, result.unrecoverable)
+    end
+    local encoded, err = "null", nil
+    if result ~= nil then
+        encoded, err = json.encode(result)
+    end
+    if not encoded then
+        return M.failure(f, opts, "the job's return value cannot be encoded as JSON: " .. err, nil,
+            false)
+    end
+    return M.completion(opts, encoded)
+end
+
+M._bare_message = bare_message
+return M
