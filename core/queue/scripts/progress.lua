@@ -5,11 +5,5 @@ if redis.call("EXISTS", P .. id) == 0 then
     return -1
 end
 redis.call("HSET", P .. id, "progress", data)
-local maxlen = redis.call("HGET", P .. "meta", "opts.maxLenEvents")
-if not maxlen then
-    maxlen = 10000
-    redis.call("HSET", P .. "meta", "opts.maxLenEvents", maxlen)
-end
-redis.call("XADD", P .. "events", "MAXLEN", "~", maxlen, "*", "event", "progress", "jobId", id,
-    "data", data)
+R.event(P, "progress", "jobId", id, "data", data)
 return 0
