@@ -33,6 +33,9 @@ void rex__job_free(struct rex_job *job) {
 void rex__msg_free(struct rex_msg *m) {
     rex_free(m->id);
     rex_free(m->a);
+    rex_free(m->b);
+    rex_free(m->c);
+    rex_free(m->d);
     rex_free(m);
 }
 
@@ -48,14 +51,19 @@ static int l_emit(lua_State *L) {
         m->kind = REX_MSG_PROGRESS;
     else if (!strcmp(kind, "log"))
         m->kind = REX_MSG_LOG;
-    else {
+    else if (!strcmp(kind, "scheduler")) {
+        m->kind = REX_MSG_SCHEDULER;
+        m->b = rex_strdup(luaL_checkstring(L, 4));
+        m->c = rex_strdup(luaL_checkstring(L, 5));
+        m->d = rex_strdup(luaL_checkstring(L, 6));
+    } else {
         rex_free(m);
         return luaL_argerror(L, 1, "unknown message kind");
     }
     m->id = rex_strndup(id, idlen);
     m->a = rex_strndup(a, alen);
     m->alen = alen;
-    m->n = lua_isnumber(L, 4) ? (long)lua_tonumber(L, 4) : -1;
+    m->n = m->kind == REX_MSG_LOG && lua_isnumber(L, 4) ? (long)lua_tonumber(L, 4) : -1;
     rex_mailbox_post(t->mailbox, &m->link);
     return 0;
 }

@@ -4,7 +4,6 @@
 #include <rex/log.h>
 #include <rex/rex.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <openssl/sha.h>
 
@@ -47,6 +46,90 @@ struct req {
     size_t *argvlen;
     /* argv/argvlen/strings follow in the same allocation */
 };
+
+/* ---- hiredis on libuv ------------------------------------------------------------------------
+ * Our own adapter instead of the one hiredis 0.14 ships (adapters/libuv.h): that one ignores a
+ * poll callback with an error status, which libuv delivers when the socket reports POLLERR (a
+ * server killed with requests in flight sends RST). The connection then hangs forever without a
+ * disconnect. Here an error makes hiredis read the socket, see the error and disconnect. */
+
+struct uvev {
+    redisAsyncContext *ctx;
+    uv_poll_t poll;
+    int events;
+};
+
+static void uvev_cb(uv_poll_t *h, int status, int events) {
+    struct uvev *p = h->data;
+    if (!p->ctx)
+        return;
+    if (status != 0) {
+        redisAsyncHandleRead(p->ctx); /* read() reports the socket's error: hiredis disconnects */
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(p->ctx);
+    if (p->ctx && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ctx);
+}
+
+static void uvev_update(struct uvev *p) {
+    if (p->events)
+        uv_poll_start(&p->poll, p->events, uvev_cb);
+    else
+        uv_poll_stop(&p->poll);
+}
+
+static void uvev_add_read(void *d) {
+    struct uvev *p = d;
+    p->events |= UV_READABLE;
+    uvev_update(p);
+}
+
+static void uvev_del_read(void *d) {
+    struct uvev *p = d;
+    p->events &= ~UV_READABLE;
+    uvev_update(p);
+}
+
+static void uvev_add_write(void *d) {
+    struct uvev *p = d;
+    p->events |= UV_WRITABLE;
+    uvev_update(p);
+}
+
+static void uvev_del_write(void *d) {
+    struct uvev *p = d;
+    p->events &= ~UV_WRITABLE;
+    uvev_update(p);
+}
+
+static void uvev_closed(uv_handle_t *h) {
+    rex_free(h->data);
+}
+
+static void uvev_cleanup(void *d) {
+    struct uvev *p = d;
+    p->ctx = NULL; /* hiredis is freeing the context */
+    uv_close((uv_handle_t *)&p->poll, uvev_closed);
+}
+
+static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+    struct uvev *p = rex_calloc(1, sizeof(*p));
+    if (uv_poll_init(loop, &p->poll, ac->c.fd) != 0) {
+        rex_free(p);
+        return REDIS_ERR;
+    }
+    p->poll.data = p;
+    p->ctx = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = uvev_add_read;
+    ac->ev.delRead = uvev_del_read;
+    ac->ev.addWrite = uvev_add_write;
+    ac->ev.delWrite = uvev_del_write;
+    ac->ev.cleanup = uvev_cleanup;
+    return REDIS_OK;
+}
 
 static char g_shas[64][41];
 static pthread_once_t g_sha_once = PTHREAD_ONCE_INIT;
@@ -205,10 +288,15 @@ static void start_connect(rex_rconn *c) {
         schedule_retry(c);
         return;
     }
+    if (uvev_attach(ac, c->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        c->state = ST_DOWN;
+        schedule_retry(c);
+        return;
+    }
     ac->data = c;
     c->ac = ac;
     c->state = ST_CONNECTING;
-    redisLibuvAttach(ac, c->loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
 }

@@ -20,9 +20,21 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-enum { S_FETCH, S_FINISH, S_DELAY, S_RETRY, S_EXTEND, S_STALLED, S_PROGRESS, S_LOG, S_COUNT };
-static const char *const script_names[S_COUNT] = {"fetch",        "finish",  "delay",    "retry",
-                                                  "extend_locks", "stalled", "progress", "log"};
+enum {
+    S_FETCH,
+    S_FINISH,
+    S_DELAY,
+    S_RETRY,
+    S_EXTEND,
+    S_STALLED,
+    S_PROGRESS,
+    S_LOG,
+    S_SCHEDULER,
+    S_COUNT
+};
+static const char *const script_names[S_COUNT] = {"fetch",    "finish",       "delay",
+                                                  "retry",    "extend_locks", "stalled",
+                                                  "progress", "log",          "scheduler_next"};
 
 struct rex_worker {
     uv_loop_t *loop;
@@ -42,7 +54,7 @@ struct rex_worker {
     int drained;
     double block_until;
     double limit_until;
-    struct rex_job *unfinished; /* finishes to resend after a reconnect (via ->next) */
+    struct rex_job *unfinished; /* finishes to resend after a reconnect (via ->resend) */
 
     char token_base[40];
     unsigned long token_seq;
@@ -51,7 +63,6 @@ struct rex_worker {
     uv_signal_t sigterm, sigint;
     int closing;
     int close_started;
-    int closed_handles;
     int exit_code;
     unsigned long completed, failed;
 };
@@ -339,6 +350,7 @@ static void submit_failure(struct rex_worker *w, struct rex_job *j, const char *
 
 struct finish_req {
     struct rex_job *job;
+    int fetch_next;
     char next_token[64];
 };
 
@@ -352,7 +364,7 @@ static void on_finish(rex_rconn *c, redisReply *r, void *ud) {
     if (!r) {
         /* connection lost: finish again once it is back (a script that did run answers -2/-3
          * then, so nothing finishes twice) */
-        j->next = w->unfinished;
+        j->resend = w->unfinished;
         w->unfinished = j;
         rex_free(f);
         return;
@@ -390,8 +402,13 @@ static void on_finish(rex_rconn *c, redisReply *r, void *ud) {
             rex_log_info("job failed", "job", j->id, "reason", j->value, NULL);
         }
         release(w, j);
-        if (r->type == REDIS_REPLY_ARRAY)
+        if (r->type == REDIS_REPLY_ARRAY) {
             handle_fetch_result(w, r, f->next_token);
+        } else if (f->fetch_next && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+            /* fetchNext found nothing at all pending: wait on the marker, no extra fetch */
+            w->drained = 1;
+            w->block_until = 0;
+        }
     }
     rex_free(f);
     maybe_fetch(w);
@@ -403,7 +420,7 @@ static void on_retry_reply(rex_rconn *c, redisReply *r, void *ud) {
     struct rex_worker *w = j->w;
     (void)c;
     if (!r) {
-        j->next = w->unfinished;
+        j->resend = w->unfinished;
         w->unfinished = j;
         return;
     }
@@ -428,6 +445,7 @@ static void send_finish(struct rex_worker *w, struct rex_job *j) {
         f->job = j;
         int fetch_next =
             !w->closing && w->limit_until <= now_ms() && w->inflight <= w->cfg->concurrency;
+        f->fetch_next = fetch_next;
         new_token(w, f->next_token, sizeof(f->next_token));
         struct fetch_args a;
         fill_fetch_args(w, &a);
@@ -472,7 +490,7 @@ static void send_finish(struct rex_worker *w, struct rex_job *j) {
         rc = rex_rconn_script(w->cmd, w->script[S_RETRY], w->key, on_retry_reply, j, 6, argv, len);
     }
     if (rc) { /* not connected: resend once we are */
-        j->next = w->unfinished;
+        j->resend = w->unfinished;
         w->unfinished = j;
     }
 }
@@ -487,6 +505,16 @@ static void on_minor_reply(rex_rconn *c, redisReply *r, void *ud) {
         rex_log_warn("progress or log write failed", "error", r->str, NULL);
     else if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0)
         rex_log_warn("progress or log for a job that no longer exists", NULL);
+    maybe_close(w);
+}
+
+static void on_scheduler_reply(rex_rconn *c, redisReply *r, void *ud) {
+    struct rex_worker *w = ud;
+    (void)c;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        rex_log_error("Failed to add repeatable job for next iteration", "error", r->str, NULL);
+    else if (r && r->type == REDIS_REPLY_STRING)
+        rex_log_debug("next scheduler iteration added", "job", r->str, NULL);
     maybe_close(w);
 }
 
@@ -512,10 +540,16 @@ static void deliver(rex_mailbox *mb, struct rex_link *item) {
         const char *argv[] = {m->id, m->a, kl};
         size_t len[] = {strlen(m->id), m->alen, strlen(kl)};
         rc = rex_rconn_script(w->cmd, w->script[S_LOG], w->key, on_minor_reply, w, 3, argv, len);
+    } else if (m->kind == REX_MSG_SCHEDULER) {
+        char now[24];
+        fmt_ms(now, sizeof(now), now_ms());
+        const char *argv[] = {m->a, m->b, m->id, now, m->c, m->d};
+        rc = rex_rconn_script(w->cmd, w->script[S_SCHEDULER], w->key, on_scheduler_reply, w, 6,
+                              argv, NULL);
     }
     if (rc)
-        rex_log_warn("redis is not connected: a progress or log line was dropped", "job", m->id,
-                     NULL);
+        rex_log_warn("redis is not connected: a progress, log or scheduler write was dropped",
+                     "job", m->id, NULL);
     rex__msg_free(m);
 }
 
@@ -618,8 +652,8 @@ static void on_cmd_state(rex_rconn *c, int up, void *ud) {
     w->unfinished = NULL;
     while (list) {
         struct rex_job *j = list;
-        list = j->next;
-        /* back on the held list's links: send_finish only uses the job's own fields */
+        list = j->resend;
+        j->resend = NULL;
         send_finish(w, j);
     }
     run_stalled_check(w);
@@ -640,14 +674,13 @@ static void on_blk_state(rex_rconn *c, int up, void *ud) {
 /* ---- closing ----------------------------------------------------------------------------------
  */
 
+/* The loop ends when every handle is closed; nothing to do per handle. */
 static void on_handle_closed(uv_handle_t *h) {
-    struct rex_worker *w = h->data;
-    w->closed_handles++;
+    (void)h;
 }
 
 static void on_conn_closed(void *ud) {
-    struct rex_worker *w = ud;
-    w->closed_handles++;
+    (void)ud;
 }
 
 static void maybe_close(struct rex_worker *w) {

@@ -23,6 +23,7 @@ struct rex_job {
     struct rex_link link; /* pool queue, then mailbox */
     struct rex_worker *w;
     struct rex_job *prev, *next; /* the worker's list of jobs it holds */
+    struct rex_job *resend;      /* the list of finishes to resend after a reconnect */
     char *id;
     char token[64];
     int nfields; /* the job hash as fetched: field/value pairs */
@@ -51,9 +52,10 @@ struct rex_msg {
     int kind;
     struct rex_job *job; /* JOB_DONE */
     char *id;            /* PROGRESS, LOG */
-    char *a;             /* progress JSON / log line */
+    char *a;             /* progress JSON / log line / scheduler id */
     size_t alen;
-    long n; /* keepLogs, or -1 */
+    char *b, *c, *d; /* SCHEDULER: next ms ("" = from every), next opts JSON, every */
+    long n;          /* keepLogs, or -1 */
 };
 
 /* Worker-thread side (process.c). */

@@ -58,7 +58,7 @@ function M.prepare(name, data_text, opts_text, now_ms)
             return nil, "--opts must be a JSON object"
         end
     end
-    if opts.repeat ~= nil then
+    if opts["repeat"] ~= nil then
         return nil, "opts.repeat is not supported (BullMQ 6 uses job schedulers)"
     end
     local stored = {}

@@ -293,6 +293,77 @@ local function on_error(e)
     return { message = type(e) == "string" and bare_message(msg) or msg, stack = traceback(msg, 2) }
 end
 
+---------------------------------------------------------------------------------------------------
+-- Job schedulers (bullmq-protocol.md §4.14): the next iteration is created when the current one
+-- is fetched, before it runs. This computes what the `scheduler_next` script needs; for `every`
+-- schedulers the script computes the slot itself.
+
+local function date_ms(v)
+    if type(v) == "number" then
+        return v
+    end
+    return nil
+end
+
+-- Returns the scheduler_next arguments {id, next_ms or "", opts JSON, every or ""}, or nil and a
+-- reason when no next iteration is due (limit reached, past endDate, not a scheduler job).
+function M.scheduler_next(f, opts, now)
+    local sid = f.rjk
+    if not sid or sid == "" then
+        return nil, "not a scheduler job"
+    end
+    local rep = opts["repeat"]
+    if type(rep) ~= "table" then
+        rep = {}
+    end
+    local iteration = (tonumber(rep.count) or 0) + 1
+    if tonumber(rep.limit) and iteration > tonumber(rep.limit) then
+        return nil, "limit reached"
+    end
+    local end_date = date_ms(rep.endDate)
+    if end_date and now > end_date then
+        return nil, "past endDate"
+    end
+    local every = tonumber(rep.every)
+    local next_ms = ""
+    if rep.pattern ~= nil then
+        local base = math.max(now, tonumber(opts.prevMillis) or 0)
+        local start = date_ms(rep.startDate)
+        local n, err
+        if rep.immediately then
+            n = now
+        else
+            n, err = require("rex.cron").next(rep.pattern, (start and start > base) and start or base,
+                rep.tz)
+            if not n then
+                return nil, err
+            end
+        end
+        next_ms = math.max(n, base)
+        every = nil
+    end
+    local next_opts = {}
+    for k, v in pairs(opts) do
+        next_opts[k] = v
+    end
+    local next_rep = {}
+    for k, v in pairs(rep) do
+        if k ~= "immediately" then
+            next_rep[k] = v
+        end
+    end
+    next_rep.count = iteration
+    next_opts["repeat"] = next_rep
+    next_opts.timestamp = now
+    next_opts.repeatJobKey = sid
+    next_opts.jobId = nil
+    if next_ms ~= "" then
+        next_opts.prevMillis = next_ms
+        next_ms = ("%d"):format(next_ms)
+    end
+    return { sid, next_ms, (json.encode(next_opts)), every and ("%d"):format(every) or "" }
+end
+
 -- f: the job hash as a table of strings, plus f.id. Returns the result table.
 function M.process(f)
     local opts = f.opts and json.decode(f.opts)
@@ -301,6 +372,15 @@ function M.process(f)
     end
     if f.__fail_message then
         return M.failure(f, opts, f.__fail_message, nil, f.__fail_unrecoverable)
+    end
+    if f.rjk and emit then
+        local args, why = M.scheduler_next(f, opts, rex.now_ms())
+        if args then
+            emit("scheduler", f.id, args[1], args[2], args[3], args[4])
+        elseif why ~= "not a scheduler job" and why ~= "limit reached" and why ~= "past endDate" then
+            rex.log.error("no next iteration for the job scheduler", { job = f.id,
+                scheduler = f.rjk, reason = why })
+        end
     end
     if f.defa then
         return M.failure(f, opts, f.defa, nil, true)

@@ -28,7 +28,15 @@ TEST(redis_connect_is_our_server) {
     CHECK_INT(rex_config_load(&cfg, "/dev/null", err, sizeof(err)), 0);
     redisContext *c;
     CHECK_INT(rex_redis_connect_sync(&cfg.redis, 2000, &c, err, sizeof(err)), 0);
-    CHECK_INT(rex_redis_server_pid(c), atol(getenv("REDIS_PID")));
+    /* the pid file, not $REDIS_PID: other tests may have restarted Redis since it was exported */
+    char pidfile[512];
+    snprintf(pidfile, sizeof(pidfile), "%s/redis.pid", getenv("REX_SERVICES_DIR"));
+    FILE *pf = fopen(pidfile, "r");
+    CHECK(pf != NULL);
+    long pid = 0;
+    CHECK(fscanf(pf, "%ld", &pid) == 1);
+    fclose(pf);
+    CHECK_INT(rex_redis_server_pid(c), pid);
     redisReply *r = redisCommand(c, "SET %s %b", "rex:test:key", "v\0x", (size_t)3);
     CHECK(r && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);

@@ -1,0 +1,112 @@
+// Queue throughput: rex-worker vs BullMQ's own Node Worker, no-op jobs, in one run.
+// usage: node bench/queue/bench.js [jobs=20000] [reps=3] [concurrencies=1,10,100]
+// Needs REDIS_URL (a fresh throwaway Redis) and REX_WORKER_BIN. Both workers run as child
+// processes with the same environment; the queue is paused while the jobs are added, the worker
+// started and connected, and the clock runs from resume until wait and active are empty.
+// Reports median jobs/s, worker and redis-server CPU per job, and the ratio rex/node.
+'use strict';
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { spawn } = require('node:child_process');
+const ROOT = path.resolve(__dirname, '..', '..');
+const { Queue } = require(path.join(ROOT, 'tests/interop/node_modules/bullmq'));
+const IORedis = require(path.join(ROOT, 'tests/interop/node_modules/ioredis'));
+
+const N = Number(process.argv[2] || 20000);
+const REPS = Number(process.argv[3] || 3);
+const CONCS = (process.argv[4] || '1,10,100').split(',').map(Number);
+const u = new URL(process.env.REDIS_URL);
+const connection = { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TICK = 100; // USER_HZ
+
+function procCpu(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime, seconds
+}
+
+async function startWorker(impl, queue, conc) {
+  const env = {
+    PATH: process.env.PATH, REDIS_URL: process.env.REDIS_URL, QUEUE_NAME: queue,
+    WORKER_CONCURRENCY: String(conc), REX_JOBS_PATH: path.join(ROOT, 'tests/interop/handlers'),
+    LOG_LEVEL: 'warn', REX_ENV_FILE: '/dev/null', REMOVE_ON_COMPLETE: 'true',
+  };
+  const [cmd, args] = impl === 'node'
+    ? [process.execPath, [path.join(ROOT, 'tests/interop/node-worker.js')]]
+    : [process.env.REX_WORKER_BIN, ['serve']];
+  if (impl === 'rex') env.LOG_LEVEL = 'info';
+  const p = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (d) => { err += d; });
+  const deadline = Date.now() + 10000;
+  while (!err.includes('connected to redis')) {
+    if (Date.now() > deadline) throw new Error(`${impl} worker did not start: ${err}`);
+    await sleep(10);
+  }
+  return p;
+}
+
+async function runOnce(impl, conc, rep, admin) {
+  const name = `bench-${impl}-${conc}-${rep}-${process.pid}`;
+  const q = new Queue(name, { connection });
+  await q.waitUntilReady();
+  await q.pause();
+  for (let i = 0; i < N; i += 1000) {
+    const batch = [];
+    for (let j = i; j < Math.min(N, i + 1000); j++) batch.push({ name: 'noop', data: { i: j }, opts: { removeOnComplete: true } });
+    await q.addBulk(batch);
+  }
+  const w = await startWorker(impl, name, conc);
+  const redisCpu = async () => {
+    const info = await admin.info('cpu');
+    const g = (k) => parseFloat((info.match(new RegExp(`${k}:([0-9.]+)`)) || [0, '0'])[1]);
+    return g('used_cpu_user') + g('used_cpu_sys');
+  };
+  const r0 = await redisCpu();
+  const c0 = procCpu(w.pid);
+  const t0 = process.hrtime.bigint();
+  await q.resume();
+  const P = `bull:${name}:`;
+  for (;;) {
+    const [wait, active, prio] = await Promise.all([admin.llen(`${P}wait`), admin.llen(`${P}active`), admin.zcard(`${P}prioritized`)]);
+    if (wait + active + prio === 0) break;
+    await sleep(2);
+  }
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const wCpu = procCpu(w.pid) - c0;
+  const rCpu = (await redisCpu()) - r0;
+  const failed = await q.getFailedCount();
+  w.kill('SIGTERM');
+  await new Promise((r) => w.on('exit', r));
+  await q.obliterate({ force: true });
+  await q.close();
+  if (failed) throw new Error(`${failed} jobs failed`);
+  return { rate: N / secs, wUs: (wCpu / N) * 1e6, rUs: (rCpu / N) * 1e6 };
+}
+
+(async () => {
+  const admin = new IORedis(connection);
+  const acc = {};
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const conc of CONCS) {
+      for (const impl of ['node', 'rex']) {
+        const r = await runOnce(impl, conc, rep, admin);
+        const k = `${impl}|${conc}`;
+        (acc[k] = acc[k] || []).push(r);
+        console.log(`rep ${rep} ${impl} c=${conc}: ${r.rate.toFixed(0)} jobs/s, worker ${r.wUs.toFixed(1)} us/job, redis ${r.rUs.toFixed(1)} us/job`);
+      }
+    }
+  }
+  console.log(`\n${N} no-op jobs, removeOnComplete true, ${REPS} reps (medians)`);
+  console.log('concurrency | node jobs/s | rex jobs/s | rex/node | node CPU us/job | rex CPU us/job | redis us/job node | redis us/job rex');
+  for (const conc of CONCS) {
+    const n = acc[`node|${conc}`];
+    const x = acc[`rex|${conc}`];
+    const m = (a, f) => median(a.map(f));
+    console.log(`${conc} | ${m(n, (r) => r.rate).toFixed(0)} | ${m(x, (r) => r.rate).toFixed(0)} | ${(m(x, (r) => r.rate) / m(n, (r) => r.rate)).toFixed(2)}x | ${m(n, (r) => r.wUs).toFixed(1)} | ${m(x, (r) => r.wUs).toFixed(1)} | ${m(n, (r) => r.rUs).toFixed(1)} | ${m(x, (r) => r.rUs).toFixed(1)}`);
+  }
+  admin.disconnect();
+})().catch((e) => { console.error(e); process.exit(1); });

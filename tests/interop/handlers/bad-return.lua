@@ -1,0 +1,4 @@
+-- Returns something JSON cannot carry.
+return function(job)
+    return { f = print }
+end

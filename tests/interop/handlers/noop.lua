@@ -1,0 +1,2 @@
+-- Does nothing (benchmarks).
+return function() end
