@@ -16,6 +16,9 @@ struct rex_cli_cmd {
 enum { REX_EXIT_OK = 0, REX_EXIT_FAILED = 1, REX_EXIT_USAGE = 2 };
 
 int rex_cli_lua(int argc, char **argv, struct rex_config *cfg);
+int rex_cli_run(int argc, char **argv, struct rex_config *cfg);
+int rex_cli_validate(int argc, char **argv, struct rex_config *cfg);
+int rex_cli_query(int argc, char **argv, struct rex_config *cfg);
 int rex_cli_serve(int argc, char **argv, struct rex_config *cfg);
 int rex_cli_add(int argc, char **argv, struct rex_config *cfg);
 

@@ -2,7 +2,9 @@
 #include <rex/rex.h>
 #include <rex/runtime.h>
 
+#include "runtime/http.h"
 #include "runtime/json.h"
+#include "runtime/lsandbox.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -20,6 +22,7 @@
 extern int luaopen_cjson(lua_State *L);
 extern int luaopen_cjson_safe(lua_State *L);
 int rex__lcore_open(lua_State *L);
+int rex__lknowledge_open(lua_State *L);
 
 struct rex_lstate {
     lua_State *L;
@@ -139,6 +142,9 @@ int rex_lstate_new(const struct rex_lstate_opts *opts, rex_lstate **out, char *e
     preload(L, "cjson.safe", luaopen_cjson_safe);
     preload(L, "rex.json", rex_json_open);
     preload(L, "rex.core", rex__lcore_open);
+    preload(L, "rex.knowledge.native", rex__lknowledge_open);
+    preload(L, "rex.http_c", rex__http_open);
+    preload(L, "rex.sandbox_c", rex__lsandbox_open);
 
     const char *home = opts && opts->home ? opts->home : rex_runtime_home();
     lua_getglobal(L, "package");
