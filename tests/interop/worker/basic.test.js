@@ -115,3 +115,29 @@ test('the drained event is written once when the queue empties', async (t) => {
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(s.of('drained').length, 1);
 });
+
+test('a hash-tag prefix ({bull}) works end to end', async (t) => {
+  const { openQueue, uniqueQueueName, connection, rawRedis } = require('../lib/harness');
+  const { startWorker } = require('../lib/worker');
+  const name = uniqueQueueName('tag');
+  const q = await openQueue(6, name, { prefix: '{bull}' });
+  const w = await startWorker(name, { BULL_PREFIX: '{bull}' });
+  t.after(async () => { await w.stop('SIGKILL'); await q.obliterate({ force: true }); await q.close(); });
+  const job = await q.add('echo', { tagged: true });
+  const qe = new (require('bullmq').QueueEvents)(name, { connection: connection(), prefix: '{bull}' });
+  t.after(() => qe.close());
+  const done = await job.waitUntilFinished(qe, 10000);
+  assert.deepEqual(done.echoed, { tagged: true });
+  const raw = rawRedis();
+  const keys = await raw.keys(`*${name}*`);
+  raw.disconnect();
+  assert.ok(keys.length > 0 && keys.every((k) => k.startsWith('{bull}:')), keys.join(' '));
+});
+
+test("REX's job names fail without retries until their handlers exist", { skip: IMPL === 'node' && 'rex-worker specific' }, async (t) => {
+  const s = await scenario(t);
+  const job = await s.queue.add('execute-workflow', { executionId: 'e' }, { attempts: 3 });
+  const ev = await s.waitFor('failed', job.id);
+  assert.match(ev.failedReason, /execute-workflow is not built yet/);
+  assert.equal((await s.job(job.id)).attemptsMade, 1);
+});

@@ -73,3 +73,27 @@ test('a job stalled more than MAX_STALLED_COUNT times fails', async (t) => {
   assert.equal(back.attemptsMade, 1);
   assert.equal(s.of('active', job.id).length, 2, 'fetched again, then failed without running');
 });
+
+test('a job whose lock was taken over is not force-finished', async (t) => {
+  const s = await scenario(t, { env: { LOCK_DURATION_MS: '5000' } });
+  const job = await s.queue.add('sleep', { ms: 1200 });
+  await s.waitFor('active', job.id);
+  // another owner takes the lock (as after an expiry and a stalled recovery elsewhere)
+  await s.redis.set(`bull:${s.name}:${job.id}:lock`, 'someone-else', 'PX', 60000);
+  await sleep(2000);
+  assert.equal(s.of('completed', job.id).length, 0, 'not completed by the worker that lost the lock');
+  assert.equal(await (await s.job(job.id)).getState(), 'active');
+  assert.equal(await s.redis.get(`bull:${s.name}:${job.id}:lock`), 'someone-else');
+});
+
+test('MAX_STARTED_ATTEMPTS fails a job started too often', async (t) => {
+  const env = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '400', MAX_STARTED_ATTEMPTS: '1', MAX_STALLED_COUNT: '5' };
+  const s = await scenario(t, { env, start: false });
+  const a = await s.start();
+  const job = await s.queue.add('sleep', { ms: 2000 }, { attempts: 5 });
+  await s.waitFor('active', job.id);
+  await a.stop('SIGKILL');
+  await s.start();
+  const ev = await s.waitFor('failed', job.id, 10000);
+  assert.equal(ev.failedReason, 'job started more than allowable limit');
+});
