@@ -30,11 +30,12 @@ enum {
     S_PROGRESS,
     S_LOG,
     S_SCHEDULER,
+    S_FINISH_MANY,
     S_COUNT
 };
-static const char *const script_names[S_COUNT] = {"fetch",    "finish",       "delay",
-                                                  "retry",    "extend_locks", "stalled",
-                                                  "progress", "log",          "scheduler_next"};
+static const char *const script_names[S_COUNT] = {
+    "fetch",   "finish",   "delay", "retry",          "extend_locks",
+    "stalled", "progress", "log",   "scheduler_next", "finish_many"};
 
 struct rex_worker {
     uv_loop_t *loop;
@@ -55,6 +56,8 @@ struct rex_worker {
     double block_until;
     double limit_until;
     struct rex_job *unfinished; /* finishes to resend after a reconnect (via ->resend) */
+    struct rex_job *batch;      /* completed/failed jobs gathered during one mailbox drain */
+    int batch_n;
 
     char token_base[40];
     unsigned long token_seq;
@@ -140,6 +143,16 @@ static struct rex_job *job_from_reply(struct rex_worker *w, redisReply *fields, 
     return j;
 }
 
+/* A fetched job: hold it and hand it to a worker thread. */
+static void take_job(struct rex_worker *w, redisReply *fields, redisReply *id, const char *token) {
+    struct rex_job *j = job_from_reply(w, fields, id);
+    snprintf(j->token, sizeof(j->token), "%s", token);
+    hold(w, j);
+    w->drained = 0;
+    w->block_until = 0;
+    rex_pool_submit(w->pool, &j->link);
+}
+
 /* Handles a fetch reply {fields|0, id|0, rateLimitDelay, nextDelayedMs}. The token is the one
  * the fetch was made with. */
 static void handle_fetch_result(struct rex_worker *w, redisReply *r, const char *token) {
@@ -154,12 +167,7 @@ static void handle_fetch_result(struct rex_worker *w, redisReply *r, const char 
     double now = now_ms();
     w->limit_until = limit_delay > 0 ? now + (double)limit_delay : 0;
     if (id->type == REDIS_REPLY_STRING) {
-        struct rex_job *j = job_from_reply(w, fields, id);
-        snprintf(j->token, sizeof(j->token), "%s", token);
-        hold(w, j);
-        w->drained = 0;
-        w->block_until = 0;
-        rex_pool_submit(w->pool, &j->link);
+        take_job(w, fields, id, token);
         return;
     }
     w->block_until = next_delayed > 0 ? (double)next_delayed : 0;
@@ -356,22 +364,11 @@ struct finish_req {
 
 static void send_finish(struct rex_worker *w, struct rex_job *j);
 
-static void on_finish(rex_rconn *c, redisReply *r, void *ud) {
-    struct finish_req *f = ud;
-    struct rex_job *j = f->job;
-    struct rex_worker *w = j->w;
-    (void)c;
-    if (!r) {
-        /* connection lost: finish again once it is back (a script that did run answers -2/-3
-         * then, so nothing finishes twice) */
-        j->resend = w->unfinished;
-        w->unfinished = j;
-        rex_free(f);
-        return;
-    }
+/* The outcome of one job's finish: code 0 = done, < 0 = the script's code. Returns 1 if the job
+ * was handed back to a worker thread (a completion turned into a failure), else 0 (released). */
+static int finish_outcome(struct rex_worker *w, struct rex_job *j, long long code) {
     int completed = j->outcome == REX_OUT_COMPLETED;
-    if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
-        long long code = r->integer;
+    if (code < 0) {
         if (completed && (code == -4 || code == -9)) {
             /* as BullMQ: pending children is an ordinary failure, failed children unrecoverable */
             char msg[512];
@@ -383,25 +380,46 @@ static void on_finish(rex_rconn *c, redisReply *r, void *ud) {
                          "Cannot complete job %s because it has at least one failed child. "
                          "moveToFinished",
                          j->id);
-            rex_free(f);
             submit_failure(w, j, msg, code == -9);
-            return;
+            return 1;
         }
         rex_log_error(completed ? "could not complete job" : "could not fail job", "job", j->id,
                       "reason", code_text(code), NULL);
-        release(w, j);
+    } else if (completed) {
+        w->completed++;
+        rex_log_debug("job completed", "job", j->id, NULL);
+    } else {
+        w->failed++;
+        rex_log_info("job failed", "job", j->id, "reason", j->value, NULL);
+    }
+    release(w, j);
+    return 0;
+}
+
+static void requeue_finish(struct rex_worker *w, struct rex_job *j) {
+    j->resend = w->unfinished;
+    w->unfinished = j;
+}
+
+static void on_finish(rex_rconn *c, redisReply *r, void *ud) {
+    struct finish_req *f = ud;
+    struct rex_job *j = f->job;
+    struct rex_worker *w = j->w;
+    (void)c;
+    if (!r) {
+        /* connection lost: finish again once it is back (a script that did run answers -2/-3
+         * then, so nothing finishes twice) */
+        requeue_finish(w, j);
+        rex_free(f);
+        return;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+        finish_outcome(w, j, r->integer);
     } else if (r->type == REDIS_REPLY_ERROR) {
         rex_log_error("finish script failed", "job", j->id, "error", r->str, NULL);
         release(w, j);
     } else {
-        if (completed) {
-            w->completed++;
-            rex_log_debug("job completed", "job", j->id, NULL);
-        } else {
-            w->failed++;
-            rex_log_info("job failed", "job", j->id, "reason", j->value, NULL);
-        }
-        release(w, j);
+        finish_outcome(w, j, 0);
         if (r->type == REDIS_REPLY_ARRAY) {
             handle_fetch_result(w, r, f->next_token);
         } else if (f->fetch_next && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
@@ -411,6 +429,59 @@ static void on_finish(rex_rconn *c, redisReply *r, void *ud) {
         }
     }
     rex_free(f);
+    maybe_fetch(w);
+    maybe_close(w);
+}
+
+/* ---- finishing several jobs in one round trip (finish_many) --------------------------------- */
+
+struct many_req {
+    struct rex_worker *w;
+    int n;
+    int fetch_next;
+    struct rex_job **jobs;
+    char (*tokens)[64];
+};
+
+static void on_finish_many(rex_rconn *c, redisReply *r, void *ud) {
+    struct many_req *m = ud;
+    struct rex_worker *w = m->w;
+    (void)c;
+    if (!r) {
+        for (int i = 0; i < m->n; i++)
+            requeue_finish(w, m->jobs[i]);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+               r->element[0]->type != REDIS_REPLY_ARRAY || (int)r->element[0]->elements != m->n) {
+        rex_log_error("finish_many script failed", "error",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", NULL);
+        for (int i = 0; i < m->n; i++)
+            release(w, m->jobs[i]);
+    } else {
+        redisReply *codes = r->element[0], *jobs = r->element[1], *tail = r->element[2];
+        for (int i = 0; i < m->n; i++) {
+            redisReply *code = codes->element[i];
+            finish_outcome(w, m->jobs[i], code->type == REDIS_REPLY_INTEGER ? code->integer : -3);
+        }
+        if (jobs->type == REDIS_REPLY_ARRAY) {
+            w->limit_until = 0;
+            for (size_t k = 0; k < jobs->elements; k++) {
+                redisReply *e = jobs->element[k];
+                if (e->type == REDIS_REPLY_ARRAY && e->elements == 3 &&
+                    e->element[1]->type == REDIS_REPLY_STRING &&
+                    e->element[2]->type == REDIS_REPLY_STRING)
+                    take_job(w, e->element[0], e->element[1], e->element[2]->str);
+            }
+        }
+        if (tail->type == REDIS_REPLY_ARRAY) {
+            handle_fetch_result(w, tail, "");
+        } else if (m->fetch_next && jobs->elements == 0) {
+            w->drained = 1; /* nothing at all pending */
+            w->block_until = 0;
+        }
+    }
+    rex_free(m->jobs);
+    rex_free(m->tokens);
+    rex_free(m);
     maybe_fetch(w);
     maybe_close(w);
 }
@@ -495,6 +566,83 @@ static void send_finish(struct rex_worker *w, struct rex_job *j) {
     }
 }
 
+/* Sends the jobs gathered in one mailbox drain: one `finish` for a single job, `finish_many`
+ * (one round trip, fetch-next for each) for several. */
+static void flush_batch(struct rex_worker *w) {
+    int n = w->batch_n;
+    struct rex_job *list = w->batch;
+    w->batch = NULL;
+    w->batch_n = 0;
+    if (n == 0)
+        return;
+    if (n == 1) {
+        list->resend = NULL;
+        send_finish(w, list);
+        return;
+    }
+    struct many_req *m = rex_calloc(1, sizeof(*m));
+    m->w = w;
+    m->n = n;
+    m->jobs = rex_malloc(sizeof(*m->jobs) * (size_t)n);
+    m->tokens = rex_malloc(sizeof(*m->tokens) * (size_t)n);
+    m->fetch_next = !w->closing && w->limit_until <= now_ms();
+    int argc = 6 + 8 * n;
+    const char **argv = rex_malloc(sizeof(char *) * (size_t)argc);
+    size_t *len = rex_malloc(sizeof(size_t) * (size_t)argc);
+    char now[24], count[24];
+    fmt_ms(now, sizeof(now), now_ms());
+    fmt_long(count, sizeof(count), n);
+    struct fetch_args a;
+    fill_fetch_args(w, &a);
+    char(*attempts)[24] = rex_malloc(sizeof(*attempts) * (size_t)n);
+    argv[0] = now;
+    argv[1] = a.lock;
+    argv[2] = a.max;
+    argv[3] = a.dur;
+    argv[4] = w->cfg->worker_name ? w->cfg->worker_name : "";
+    argv[5] = count;
+    int i = 0;
+    for (struct rex_job *j = list; j; j = j->resend, i++) {
+        m->jobs[i] = j;
+        if (m->fetch_next)
+            new_token(w, m->tokens[i], sizeof(m->tokens[i]));
+        else
+            m->tokens[i][0] = '\0';
+        fmt_long(attempts[i], sizeof(attempts[i]), j->attempts);
+        const char **g = argv + 6 + 8 * i;
+        g[0] = j->id;
+        g[1] = j->token;
+        g[2] = j->outcome == REX_OUT_COMPLETED ? "completed" : "failed";
+        g[3] = j->value;
+        g[4] = j->keep ? j->keep : "{\"count\":-1}";
+        g[5] = attempts[i];
+        g[6] = j->stacktrace && j->outcome == REX_OUT_FAILED ? j->stacktrace : "";
+        g[7] = m->tokens[i];
+    }
+    for (int k = 0; k < argc; k++)
+        len[k] = strlen(argv[k]);
+    for (int k = 0; k < n; k++) {
+        len[6 + 8 * k + 3] = m->jobs[k]->value_len;
+        m->jobs[k]->resend = NULL;
+    }
+    int rc = rex_rconn_script(w->cmd, w->script[S_FINISH_MANY], w->key, on_finish_many, m, argc,
+                              argv, len);
+    rex_free(argv);
+    rex_free(len);
+    rex_free(attempts);
+    if (rc) { /* not connected: resend each once we are */
+        for (int k = 0; k < n; k++)
+            requeue_finish(w, m->jobs[k]);
+        rex_free(m->jobs);
+        rex_free(m->tokens);
+        rex_free(m);
+    }
+}
+
+static void after_drain(rex_mailbox *mb) {
+    flush_batch(mb->data);
+}
+
 /* ---- messages from the worker threads ---------------------------------------------------------
  */
 
@@ -524,7 +672,13 @@ static void deliver(rex_mailbox *mb, struct rex_link *item) {
     if (m->kind == REX_MSG_JOB_DONE) {
         struct rex_job *j = m->job;
         rex_free(m);
-        send_finish(w, j);
+        if (j->outcome == REX_OUT_COMPLETED || j->outcome == REX_OUT_FAILED) {
+            j->resend = w->batch; /* sent together after the drain (flush_batch) */
+            w->batch = j;
+            w->batch_n++;
+        } else {
+            send_finish(w, j);
+        }
         return;
     }
     int rc = 0;
@@ -803,6 +957,7 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     random_hex(w->token_base, 16);
 
     rex_mailbox_init(&w->mailbox, w->loop, deliver);
+    w->mailbox.after = after_drain;
     w->mailbox.data = w;
     w->mailbox.async.data = &w->mailbox;
     w->thread_opts.cfg = cfg;

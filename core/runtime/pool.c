@@ -154,6 +154,8 @@ static void drain(uv_async_t *a) {
         mb->deliver(mb, item);
         item = next;
     }
+    if (mb->after)
+        mb->after(mb);
 }
 
 int rex_mailbox_init(rex_mailbox *mb, uv_loop_t *loop,

@@ -40,6 +40,7 @@ typedef struct rex_mailbox {
     pthread_mutex_t lock;
     struct rex_link *head, *tail;
     void (*deliver)(struct rex_mailbox *mb, struct rex_link *item);
+    void (*after)(struct rex_mailbox *mb); /* optional: called after each drain */
     void *data;
 } rex_mailbox;
 

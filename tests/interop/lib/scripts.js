@@ -8,7 +8,7 @@ const path = require('node:path');
 const { ROOT } = require('./harness');
 
 const BUILD = process.env.REX_BUILD_DIR || path.join(ROOT, 'build');
-const NAMES = ['fetch', 'finish', 'delay', 'retry', 'extend_locks', 'stalled', 'progress', 'log',
+const NAMES = ['fetch', 'finish', 'finish_many', 'delay', 'retry', 'extend_locks', 'stalled', 'progress', 'log',
   'push_back', 'add', 'scheduler_next'];
 
 function scriptText(name) {
@@ -52,6 +52,11 @@ function scripts(redis, queueName, prefix = 'bull') {
     progress: (id, value) => call('progress', id, JSON.stringify(value)),
     log: (id, line, keepLogs) => call('log', id, line, keepLogs),
     pushBack: (id, token = 'tok-1') => call('push_back', id, token),
+    // finish_many: jobs = [{id, token, target, value, keepJobs, attempts, stacktrace, nextToken}]
+    finishMany: (jobs, { now = Date.now(), lockDuration = 30000, limiterMax, limiterDuration, name } = {}) =>
+      call('finish_many', now, lockDuration, limiterMax, limiterDuration, name, jobs.length,
+        ...jobs.flatMap((j) => [j.id, j.token, j.target || 'completed', j.value === undefined ? 'null' : j.value,
+          JSON.stringify(j.keepJobs || { count: -1 }), j.attempts || 0, j.stacktrace, j.nextToken])),
     async add(name, data, { opts = {}, timestamp = Date.now(), jobId, delay = 0, priority = 0,
       lifo = false } = {}) {
       const stored = { attempts: 0, ...opts };

@@ -263,9 +263,9 @@ function R.detach(child_key, parent_key, parent_json)
 end
 
 -- Deletes a job and its satellite keys, detaching it from its parent.
-function R.remove_job(qp, id)
+function R.remove_job(qp, id, f) -- f: {parentKey, parent} when the caller has read them
     local jk = qp .. id
-    local f = redis.call("HMGET", jk, "parentKey", "parent")
+    f = f or redis.call("HMGET", jk, "parentKey", "parent")
     R.detach(jk, f[1], f[2])
     redis.call("DEL", jk, jk .. ":logs", jk .. ":dependencies", jk .. ":processed",
         jk .. ":failed", jk .. ":unsuccessful")
@@ -383,4 +383,89 @@ function R.dedup_finish(qp, id, deid, now)
         redis.call("SADD", f[7], qp .. nid)
     end
     redis.call("DEL", dn)
+end
+
+-- moveToFinished for one job (protocol §4.5, §4.6 step 5, §4.15, §4.16) without the fetch-next
+-- step: returns 0, or a negative code. Shared by `finish` and `finish_many`.
+function R.finish_one(qp, id, token, now, target, value, keep_json, attempts, stacktrace)
+    local completed = target == "completed"
+    local jk = qp .. id
+
+    -- One HMGET serves the existence check (an active job always has processedOn) and the parent
+    -- and dedup fields read below; EXISTS only runs when nothing came back.
+    local f = redis.call("HMGET", jk, "parentKey", "parent", "deid", "processedOn", "name")
+    if not (f[1] or f[2] or f[3] or f[4] or f[5]) and redis.call("EXISTS", jk) == 0 then
+        return -1
+    end
+    if completed and redis.call("EXISTS", jk .. ":dependencies", jk .. ":unsuccessful") > 0 then
+        if redis.call("SCARD", jk .. ":dependencies") ~= 0 then
+            return -4
+        end
+        if redis.call("ZCARD", jk .. ":unsuccessful") ~= 0 then
+            return -9
+        end
+    end
+    local err = R.release_lock(qp, id, token)
+    if err then
+        return err
+    end
+    if not completed then
+        R.set_failure(jk, value, stacktrace or "")
+    end
+    if redis.call("LREM", qp .. "active", -1, id) == 0 then
+        return -3
+    end
+    -- (the events below are written with MAXLEN ~, which trims the stream as XTRIM would)
+
+    if f[3] then
+        R.dedup_finish(qp, id, f[3], now)
+    end
+    R.child_finished(qp, id, f[1], f[2], completed, value, now)
+    local attempts_made = redis.call("HINCRBY", jk, "atm", 1)
+
+    -- Retention (keepJobs): count -1 keeps all, 0 removes this job, n > 0 keeps the newest n;
+    -- age (seconds) removes up to `limit` (default 1000) older than now - age.
+    local ok, keep = pcall(cjson.decode, keep_json or "")
+    if not ok or type(keep) ~= "table" then
+        keep = { count = -1 }
+    end
+    local count = tonumber(keep.count) or -1
+    if count == 0 then
+        R.remove_job(qp, id, f)
+    else
+        local set = qp .. target
+        redis.call("ZADD", set, R.num(now), id)
+        if completed then
+            redis.call("HSET", jk, "returnvalue", value, "finishedOn", R.num(now))
+        else
+            redis.call("HSET", jk, "failedReason", value, "finishedOn", R.num(now))
+            redis.call("HDEL", jk, "defa")
+        end
+        local age = tonumber(keep.age)
+        if age then
+            local old = redis.call("ZRANGEBYSCORE", set, 0, R.num(now - age * 1000), "LIMIT", 0,
+                tonumber(keep.limit) or 1000)
+            for _, old_id in ipairs(old) do
+                R.remove_job(qp, old_id)
+                redis.call("ZREM", set, old_id)
+            end
+        end
+        if count > 0 then
+            local old = redis.call("ZREVRANGE", set, count, -1)
+            for _, old_id in ipairs(old) do
+                R.remove_job(qp, old_id)
+                redis.call("ZREM", set, old_id)
+            end
+        end
+    end
+
+    if completed then
+        R.event(qp, "completed", "jobId", id, "returnvalue", value, "prev", "active")
+    else
+        R.event(qp, "failed", "jobId", id, "failedReason", value, "prev", "active")
+        if attempts_made >= (tonumber(attempts) or 0) then
+            R.event(qp, "retries-exhausted", "jobId", id, "attemptsMade", attempts_made)
+        end
+    end
+    return 0
 end
