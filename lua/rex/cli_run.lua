@@ -193,7 +193,7 @@ function M.main(args)
     end
     local hookset = hooks.load({ paths = args.hooks_path })
     eng.hooks = hookset:count() > 0 and hookset or nil
-    local kn = M.knowledge_runtime({})
+    local kn = M.knowledge_runtime({ http_allowlist = args.http_allowlist, get_api_key = M.env_api_key })
     local name = type(wf.name) == "string" and wf.name or args.workflow
     eprint(("workflow %s: %d nodes, %d edges"):format(name, #(wf.nodes or {}), #(wf.edges or {})))
     local snapshots = 0

@@ -1,13 +1,14 @@
--- Starts spec/support/http_server.py on a free loopback port and stops it by PID.
+-- Starts spec/support/http_server.py (or another server script taking a port-file argument)
+-- on a free loopback port and stops it by PID.
 local F = {}
 
-function F.start()
+function F.start(script)
     local dir = os.tmpname()
     os.remove(dir)
     local portfile = dir .. ".port"
     local pidfile = dir .. ".pid"
-    local ok = os.execute(("python3 spec/support/http_server.py %s >/dev/null 2>&1 & echo $! > %s")
-        :format(portfile, pidfile))
+    local ok = os.execute(("python3 %s %s >/dev/null 2>&1 & echo $! > %s")
+        :format(script or "spec/support/http_server.py", portfile, pidfile))
     if ok ~= 0 and ok ~= true then
         return nil, "cannot start python3"
     end

@@ -18,7 +18,16 @@
 -- cosine and BM25; every chunk in scope is ranked (no LIMIT sample), ties by chunk id; an
 -- ingestion whose content is empty recomputes the corpus status instead of leaving it
 -- `ingesting`; content may come from contentText, content or text.
+--
+-- Provider embeddings (OpenAI-compatible, Cohere) and the Cohere reranker when configured
+-- (opts.retrieval, rex.knowledge.providers; docs/knowledge.md "Provider embeddings"): a corpus
+-- keeps the model of its first ingestion; a provider failure on a corpus without a model falls
+-- back to the deterministic model (rex-behaviour 6.8), recorded as such; on a corpus holding
+-- provider embeddings it fails the document, so a corpus never mixes models.
+local ffi = require("ffi")
 local kn = require("rex.knowledge")
+local C = require("rex.knowledge.ffi")
+local providers = require("rex.knowledge.providers")
 
 local type, pairs, ipairs, tostring, tonumber, error = type, pairs, ipairs, tostring, tonumber,
     error
@@ -41,6 +50,30 @@ local Mem = {}
 Mem.__index = Mem
 
 local DEFAULT_TENANT = "00000000-0000-0000-0000-000000000001"
+
+local function default_log(level, msg, fields)
+    local ok, rex = pcall(require, "rex")
+    if ok and type(rex) == "table" and rex.log and rex.log[level] then
+        rex.log[level](msg, fields)
+    end
+end
+
+-- Provider settings for local runs when opts.retrieval is not given (nil when none is set).
+local function env_retrieval(getenv)
+    local r, any = {}, false
+    for key, name in pairs({
+        embeddingProvider = "REX_EMBEDDING_PROVIDER", embeddingModel = "REX_EMBEDDING_MODEL",
+        embeddingDimensions = "REX_EMBEDDING_DIMENSIONS",
+        embeddingFallback = "REX_EMBEDDING_FALLBACK", rerankEnabled = "REX_RERANK_ENABLED",
+        rerankerProvider = "REX_RERANKER_PROVIDER", rerankerModel = "REX_RERANKER_MODEL",
+    }) do
+        local v = getenv(name)
+        if v and v ~= "" then
+            r[key], any = v, true
+        end
+    end
+    return any and r or nil
+end
 
 local function random_uuid()
     local f = io.open("/dev/urandom", "rb")
@@ -120,15 +153,37 @@ end
 -- heuristic reranker of 6.5 step 7), candidate_multiplier (4; candidates reranked), tenant_id,
 -- cache_bytes (corpus cache bound, default 256 MiB), now (function returning epoch ms),
 -- new_id (function returning a new id string).
+-- Providers: retrieval (the domain config's `retrieval` keys: embeddingProvider, embeddingModel,
+-- rerankEnabled, rerankerProvider, rerankerModel, and embeddingBaseUrl, embeddingDimensions,
+-- embeddingBatchSize, embeddingTimeoutMs, embeddingFallback, rerankerBaseUrl,
+-- rerankerTimeoutMs; default: the REX_EMBEDDING_* / REX_RERANK* environment variables, else
+-- none), get_api_key (function(provider) -> key, may raise; default <PROVIDER>_API_KEY from the
+-- environment), http_allowlist (default REX_HTTP_ALLOWLIST), log (function(level, msg, fields);
+-- default rex.log), getenv (default os.getenv). `model` stays the deterministic model (new
+-- corpora without a provider, and the fallback). retrieval = false ignores the environment.
 function memory.new(opts)
     opts = opts or {}
     local model = opts.model or kn.DEFAULT_MODEL
     assert(kn.model_id(model), "unknown embedding model " .. tostring(model))
+    local retrieval = opts.retrieval
+    if retrieval == nil then
+        retrieval = env_retrieval(opts.getenv or os.getenv)
+    end
+    local settings, serr = providers.settings(retrieval, {
+        get_api_key = opts.get_api_key, allowlist = opts.http_allowlist, getenv = opts.getenv,
+    })
+    if not settings then
+        error(serr, 0)
+    end
     return setmetatable({
         model = model,
         ranking = opts.ranking or "hybrid",
         weight = opts.weight,
-        rerank = opts.rerank and true or false,
+        rerank = (opts.rerank or settings.rerank) and true or false,
+        settings = settings,
+        provider_opts = { get_api_key = opts.get_api_key, allowlist = opts.http_allowlist,
+                          getenv = opts.getenv },
+        log = opts.log or default_log,
         candidate_multiplier = tonumber(opts.candidate_multiplier) or 4,
         tenant_id = opts.tenant_id or DEFAULT_TENANT,
         now = opts.now or function()
@@ -258,12 +313,14 @@ function Mem:ingest(p)
     corpus.status = "ingesting"
 
     local ok, err = pcall(function()
-        local model = p.embeddingModel or corpus.embedding_model or self.model
-        local model_ok, merr = kn.model_id(model)
-        if not model_ok then
-            error(merr, 0)
+        local model = p.embeddingModel or corpus.embedding_model
+        if model ~= nil and not providers.is_provider_label(model) then
+            local model_ok, merr = kn.model_id(model)
+            if not model_ok then
+                error(merr, 0)
+            end
         end
-        if corpus.embedding_model and corpus.embedding_model ~= model then
+        if model ~= nil and corpus.embedding_model and corpus.embedding_model ~= model then
             error(format("corpus %s holds %s embeddings; cannot add %s embeddings to it",
                 corpus.id, corpus.embedding_model, model), 0)
         end
@@ -274,9 +331,11 @@ function Mem:ingest(p)
         if #chunks == 0 then
             error("Document content is empty after normalization", 0)
         end
+        local vecs
+        model, vecs = self:_embed_chunks(model, chunks, corpus, doc)
         local rows = {}
         for i, ch in ipairs(chunks) do
-            local vec = kn.embed(model, ch.content)
+            local vec = vecs and vecs[i] or kn.embed(model, ch.content)
             rows[i] = {
                 id = self.new_id(), corpus_id = corpus.id, document_id = doc.id,
                 chunk_index = ch.index, content = ch.content, token_count = ch.tokenCount,
@@ -306,6 +365,51 @@ function Mem:ingest(p)
     return { corpusId = corpus.id, documentId = doc.id, chunkCount = err, status = "ready" }
 end
 
+-- The model and (for provider models) the vectors of a document's chunks. model: the model the
+-- corpus or the caller fixed, or nil for a corpus without one. The fallback rule
+-- (docs/knowledge.md): a corpus without a model tries the configured provider and, when it
+-- fails, falls back to the deterministic model (embeddingFallback "deterministic", the
+-- original's rule) or fails the document (embeddingFallback "fail"); a corpus whose model is a
+-- provider's never falls back (that would mix models): the document fails.
+function Mem:_embed_chunks(model, chunks, corpus, doc)
+    local configured = self.settings.embedding
+    if model == nil then
+        if not configured then
+            return self.model, nil
+        end
+        model = configured.label
+        local texts = {}
+        for i, ch in ipairs(chunks) do
+            texts[i] = ch.content
+        end
+        local vecs, err = providers.embed(configured, texts, "search_document")
+        if vecs then
+            return model, vecs
+        end
+        if configured.fallback == "fail" then
+            error(err, 0)
+        end
+        self.log("warn", "Embedding provider failed; falling back to deterministic embeddings", {
+            provider = configured.provider, model = configured.model, error = err,
+            fallbackModel = self.model, corpusId = corpus.id, documentId = doc.id,
+        })
+        return self.model, nil
+    end
+    if not providers.is_provider_label(model) then
+        return model, nil
+    end
+    local spec = assert(providers.for_label(model, configured, self.provider_opts))
+    local texts = {}
+    for i, ch in ipairs(chunks) do
+        texts[i] = ch.content
+    end
+    local vecs, err = providers.embed(spec, texts, "search_document")
+    if not vecs then
+        error(err .. format(" (corpus %s holds %s embeddings; no fallback)", corpus.id, model), 0)
+    end
+    return model, vecs
+end
+
 -- The searchable snapshot of a corpus: chunks of its ready documents, from the cache.
 function Mem:_snapshot(corpus)
     local version = tostring(self._version[corpus.id] or 0)
@@ -324,7 +428,11 @@ function Mem:_snapshot(corpus)
     end
     local snap = self._cache:get(corpus.id, version)
     if not snap then
-        snap = assert(kn.corpus(corpus.embedding_model or self.model))
+        -- a provider corpus is held in a rex-lex corpus: its vectors are the provider's, and
+        -- only its lexical index is used (cosine against the provider query vector in
+        -- Mem:_search_provider)
+        local m = corpus.embedding_model or self.model
+        snap = assert(kn.corpus(providers.is_provider_label(m) and kn.DEFAULT_MODEL or m))
         for i, r in ipairs(rows) do
             assert(snap:add(r.id, r.content, r._vec, i))
         end
@@ -332,6 +440,96 @@ function Mem:_snapshot(corpus)
         self._cache:put(corpus.id, version, snap) -- a corpus over the bound is used uncached
     end
     return snap, rows
+end
+
+local search_opts_t = ffi.typeof("struct rex_kn_search_opts")
+local float_arr = ffi.typeof("float[?]")
+
+local function dot(a, b)
+    local s = 0
+    for i = 0, kn.DIMS - 1 do
+        s = s + a[i] * b[i]
+    end
+    return s
+end
+
+-- Exact top-`want` over the chunks of corpora holding provider embeddings (label): cosine
+-- against the provider's query embedding, in Lua (the C search embeds queries with its own
+-- models only), lexical scores from the C core, the same rankings and tie order as kn.search.
+-- When the query cannot be embedded, the corpora are ranked by BM25 alone (never against a
+-- vector of another model). Returns hits shaped like kn.search's, or nil, err.
+function Mem:_search_provider(label, snaps, rowsets, query, want)
+    local ranking = self.ranking
+    local spec = assert(providers.for_label(label, self.settings.embedding,
+        self.provider_opts))
+    local qvecs, qerr = providers.embed(spec, { query }, "search_query")
+    local qv = qvecs and qvecs[1]
+    if not qv then
+        self.log("warn", "Query embedding failed; ranking by BM25 alone", {
+            model = label, error = qerr,
+        })
+        ranking = "bm25"
+    end
+    -- one lexical corpus for the whole scope, so BM25 is normalized by the highest score in
+    -- scope as kn.search does
+    local lexc, where = snaps[1], {}
+    for ci, rows in ipairs(rowsets) do
+        for ri in ipairs(rows) do
+            where[#where + 1] = { ci, ri }
+        end
+    end
+    if #snaps > 1 then
+        lexc = assert(kn.corpus(kn.DEFAULT_MODEL))
+        for i, w in ipairs(where) do
+            local r = rowsets[w[1]][w[2]]
+            assert(lexc:add(r.id, r.content, r._vec, i))
+        end
+        lexc:seal()
+    end
+    local n = #where
+    local lex = float_arr(n > 0 and n or 1)
+    if n > 0 and ranking ~= "original" then
+        local o = search_opts_t(1, C.RANK.bm25, 0, 0, 1)
+        if C.score_all(lexc.ptr, query, #query, o, lex) ~= 0 then
+            return nil, "query is not valid UTF-8 or is empty"
+        end
+    end
+    local w = self.weight
+    if not (type(w) == "number" and w > 0 and w <= 1) then
+        w = 0.5
+    end
+    local cands = {}
+    for i, wh in ipairs(where) do
+        local r = rowsets[wh[1]][wh[2]]
+        local cs = qv and dot(qv, r._vec) or 0
+        local lx = tonumber(lex[i - 1])
+        local score
+        if ranking == "cosine" then
+            score = cs
+        elseif ranking == "bm25" then
+            score = lx
+        elseif ranking == "original" then
+            lx = kn.overlap_score(query, r.content)
+            score = 0.7 * cs + 0.3 * lx
+        else
+            score = w * cs + (1 - w) * lx
+        end
+        if score == score and score ~= math.huge and score ~= -math.huge then
+            cands[#cands + 1] = { corpus = wh[1], tag = wh[2], score = score, semantic = cs,
+                                  lexical = lx, id = r.id }
+        end
+    end
+    sort(cands, function(a, b)
+        if a.score ~= b.score then
+            return a.score > b.score
+        end
+        return a.id < b.id
+    end)
+    local hits = {}
+    for i = 1, min(want, #cands) do
+        hits[i] = cands[i]
+    end
+    return hits
 end
 
 local function clamp_topk(v)
@@ -399,9 +597,14 @@ function Mem:retrieve(p)
         for i, c in ipairs(corpora) do
             snaps[i], rowsets[i] = self:_snapshot(c)
         end
-        local hits, err = kn.search(snaps, query, {
-            topK = want, ranking = self.ranking, weight = self.weight,
-        })
+        local hits, err
+        if providers.is_provider_label(model) then
+            hits, err = self:_search_provider(model, snaps, rowsets, query, want)
+        else
+            hits, err = kn.search(snaps, query, {
+                topK = want, ranking = self.ranking, weight = self.weight,
+            })
+        end
         if not hits then
             error("Knowledge query failed: " .. err, 0)
         end
@@ -429,11 +632,29 @@ function Mem:retrieve(p)
         sort(matches, by_score)
     end
     if self.rerank and #matches > 1 then
-        for _, m in ipairs(matches) do
-            local rr = kn.overlap_score(query, m.content)
+        -- 6.5 step 7: Cohere when configured with a key, else (and on any error) the heuristic
+        local scores, reranker = nil, "heuristic"
+        local spec = self.settings.reranker
+        if spec then
+            local docs = {}
+            for i, m in ipairs(matches) do
+                docs[i] = m.content
+            end
+            local rerr
+            scores, rerr = providers.rerank(spec, query, docs)
+            if scores then
+                reranker = "cohere"
+            else
+                self.log("warn", "Reranker failed; using heuristic reranking", {
+                    provider = spec.provider, model = spec.model, error = rerr,
+                })
+            end
+        end
+        for i, m in ipairs(matches) do
+            local rr = scores and scores[i] or kn.overlap_score(query, m.content)
             local s = 0.65 * m.score + 0.35 * rr
-            m.score = s == s and s or 0
-            m.metadata.rerankScore, m.metadata.reranker = rr, "heuristic"
+            m.score = (s == s and s ~= math.huge and s ~= -math.huge) and s or 0
+            m.metadata.rerankScore, m.metadata.reranker = rr, reranker
         end
         sort(matches, by_score)
     end
