@@ -21,5 +21,6 @@ int rex_cli_validate(int argc, char **argv, struct rex_config *cfg);
 int rex_cli_query(int argc, char **argv, struct rex_config *cfg);
 int rex_cli_serve(int argc, char **argv, struct rex_config *cfg);
 int rex_cli_add(int argc, char **argv, struct rex_config *cfg);
+int rex_cli_migrate(int argc, char **argv, struct rex_config *cfg);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int not_built(int argc, char **argv, struct rex_config *cfg);
+static int not_built(int argc, char **argv, struct rex_config *cfg) __attribute__((unused));
 
 static const struct rex_cli_cmd commands[] = {
     {"serve", "serve", "consume the BullMQ queue until SIGTERM/SIGINT (default)", 1, rex_cli_serve},
@@ -16,7 +16,7 @@ static const struct rex_cli_cmd commands[] = {
      "run one workflow locally, result JSON on stdout", 0, rex_cli_run},
     {"validate", "validate WORKFLOW.json", "check a workflow, listing every problem", 0,
      rex_cli_validate},
-    {"migrate", "migrate", "apply the SQL migrations to DATABASE_URL", 1, not_built},
+    {"migrate", "migrate", "apply the SQL migrations to DATABASE_URL", 1, rex_cli_migrate},
     {"add", "add NAME DATA_JSON [--opts OPTS_JSON]", "add a job as BullMQ's Queue.add would", 1,
      rex_cli_add},
     {"query",

@@ -23,6 +23,7 @@ extern int luaopen_cjson(lua_State *L);
 extern int luaopen_cjson_safe(lua_State *L);
 int rex__lcore_open(lua_State *L);
 int rex__lknowledge_open(lua_State *L);
+int rex__lstore_open(lua_State *L);
 
 struct rex_lstate {
     lua_State *L;
@@ -145,6 +146,7 @@ int rex_lstate_new(const struct rex_lstate_opts *opts, rex_lstate **out, char *e
     preload(L, "rex.knowledge.native", rex__lknowledge_open);
     preload(L, "rex.http_c", rex__http_open);
     preload(L, "rex.sandbox_c", rex__lsandbox_open);
+    preload(L, "rex.store_c", rex__lstore_open);
 
     const char *home = opts && opts->home ? opts->home : rex_runtime_home();
     lua_getglobal(L, "package");

@@ -9,11 +9,13 @@
 
 int rex__lcore_open(lua_State *L);
 int rex__lknowledge_open(lua_State *L);
+int rex__lstore_open(lua_State *L);
 
 int luaopen_rex_core(lua_State *L);
 int luaopen_rex_json(lua_State *L);
 int luaopen_rex_http_c(lua_State *L);
 int luaopen_rex_sandbox_c(lua_State *L);
+int luaopen_rex_store_c(lua_State *L);
 
 /* Also registers package.preload["rex.knowledge.native"] (the knowledge FFI function table), so
  * require("rex.core") followed by require("rex.knowledge.native") works as in the executable. */
@@ -44,4 +46,9 @@ int luaopen_rex_http_c(lua_State *L) {
 
 int luaopen_rex_sandbox_c(lua_State *L) {
     return rex__lsandbox_open(L);
+}
+
+/* rex.store_c (PostgreSQL, API-key decryption), loaded the same way as rex.http_c. */
+int luaopen_rex_store_c(lua_State *L) {
+    return rex__lstore_open(L);
 }

@@ -1,8 +1,8 @@
--- execute-workflow: REX's job. Its real handler comes with the engine, store and knowledge work; until then the
--- job fails without retries and says why (a custom handler of the same name in REX_JOBS_PATH
--- replaces this one).
-local rex = require("rex")
+-- execute-workflow: REX's job (rex-behaviour.md §2 with decisions.md §3): runs the workflow of an
+-- `executions` row and persists its telemetry to PostgreSQL (DATABASE_URL). The lifecycle lives
+-- in lua/rex/execution.lua; a custom handler of the same name in REX_JOBS_PATH replaces this one.
+local execution = require("rex.execution")
 
 return function(job)
-    rex.unrecoverable("execute-workflow is not built yet in this version of rex-worker (" .. rex.version .. ")")
+    return execution.process(job)
 end

@@ -1,0 +1,913 @@
+-- rex.execution: REX's execute-workflow lifecycle (rex-behaviour.md §2 with decisions.md §3),
+-- persisted through rex.store.
+--
+--   require("rex.execution").process(job)   -- the execute-workflow job handler
+--
+-- Round trips: the pickup reads (execution, workflow, authorization, domain configs) go in one
+-- batch; telemetry rows (steps, attempts, snapshots, retrieval and guardrail events) are buffered
+-- and written as one multi-row INSERT per table every REX_TELEMETRY_FLUSH_MS (default 100), and
+-- they and the "running"/"validated" updates are queued in libpq pipeline mode (prepared
+-- statements) without waiting; the queue is flushed and checked when the execution's status is re-read for cancel requests (at most every
+-- REX_CANCEL_CHECK_MS, default 200, at a step boundary) and with the final status update. So the
+-- UI sees live progress, and a short workflow costs two round trips (the pickup batch, and the
+-- final status with the telemetry and the alert-rule read).
+--
+-- Outcomes:
+--   execution missing or canceled at pickup        -> nothing written, job completes
+--   invalid job data, DATABASE_URL unset           -> job fails without retries
+--   authorization missing/invalid/expired           -> execution failed, job fails without retries
+--   workflow missing                                -> execution failed `Workflow <id> not found`
+--   engine result completed/failed/canceled         -> written as is, job completes
+--   database failure (connection lost, timeouts, a failed step insert, ...) -> the execution is
+--     marked failed if the database still answers, and the job fails so BullMQ retries it; the
+--     retry first deletes the earlier telemetry of the execution in one transaction.
+local rex = require("rex")
+local util = require("rex.util")
+local store = require("rex.store")
+local engine = require("rex.engine")
+local nodes = require("rex.nodes")
+local hooks = require("rex.hooks")
+
+local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring,
+    tonumber, error, pcall
+local floor, max = math.floor, math.max
+local null, array = util.null, util.array
+local is_record = util.is_record
+local json = rex.json
+local log = rex.log
+
+local M = {}
+
+local DEFAULT_TENANT = "00000000-0000-0000-0000-000000000001"
+local MSG_LIMIT = 4096
+
+local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local function is_uuid(v)
+    return type(v) == "string" and v:match(UUID) ~= nil
+end
+
+-- Sanitized (secrets, connection strings masked) and cut to a varchar(n) column (characters).
+local function clean_message(msg, limit)
+    local s = rex.redact(util.error_text(msg))
+    limit = limit or MSG_LIMIT
+    if util.js_len(s) > limit then
+        s = util.js_slice(s, limit - 3) .. "..."
+    end
+    return s
+end
+M.clean_message = clean_message
+
+local function env_number(name, default)
+    local v = tonumber(os.getenv(name) or "")
+    return v or default
+end
+
+---------------------------------------------------------------------------------------------------
+-- the engine, once per Lua state
+
+local eng
+local function get_engine()
+    if not eng then
+        local registry = nodes.new({ paths = os.getenv("REX_NODES_PATH") })
+        for _, p in ipairs(registry.problems or {}) do
+            log.warn("Node file problem", { problem = p })
+        end
+        eng = engine.new({ registry = registry, limits = { retrieval = {
+            max_requests = max(1, env_number("RETRIEVAL_MAX_REQUESTS_PER_EXECUTION", 64)),
+            max_failures = max(1, env_number("RETRIEVAL_MAX_FAILURES_PER_EXECUTION", 32)),
+            max_duration_ms = max(1000, env_number("RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION",
+                120000)),
+        } } })
+        local hookset = hooks.load({ paths = os.getenv("REX_HOOKS_PATH") })
+        eng.hooks = hookset:count() > 0 and hookset or nil
+    end
+    return eng
+end
+
+---------------------------------------------------------------------------------------------------
+-- domain config (§2.3)
+
+local function deep_merge(base, overlay)
+    local out = {}
+    if is_record(base) then
+        for k, v in pairs(base) do
+            out[k] = v
+        end
+    end
+    if not is_record(overlay) then
+        return out
+    end
+    for k, v in pairs(overlay) do
+        if is_record(v) and is_record(out[k]) then
+            out[k] = deep_merge(out[k], v)
+        else
+            out[k] = v
+        end
+    end
+    return out
+end
+M.deep_merge = deep_merge
+
+function M.resolve_domain_config(rows, queued)
+    local list = {}
+    for i, r in ipairs(rows or {}) do
+        local spec = (r.user_id and 1 or 0) + (r.workflow_id and 2 or 0)
+        list[#list + 1] = { spec = spec, i = i, config = r.config and json.decode(r.config) }
+    end
+    table.sort(list, function(a, b)
+        if a.spec ~= b.spec then
+            return a.spec < b.spec
+        end
+        return a.i < b.i
+    end)
+    local cfg = {}
+    for _, e in ipairs(list) do
+        cfg = deep_merge(cfg, is_record(e.config) and e.config or {})
+    end
+    return deep_merge(cfg, is_record(queued) and queued or {})
+end
+
+local function finite_number(v)
+    if type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then
+        return v
+    end
+    if type(v) == "string" then
+        local n = tonumber(util.trim(v))
+        if n and n == n and n ~= math.huge and n ~= -math.huge then
+            return n
+        end
+    end
+end
+
+local function falsy(v)
+    return not util.truthy(v)
+end
+
+function M.apply_domain_config(node_list, cfg)
+    local llm = is_record(cfg.llm) and cfg.llm or {}
+    local retr = is_record(cfg.retrieval) and cfg.retrieval or {}
+    local guards = is_record(cfg.guardrails) and cfg.guardrails or {}
+    local out = array()
+    for i, n in ipairs(node_list) do
+        local copy = {}
+        if type(n) == "table" then
+            for k, v in pairs(n) do
+                copy[k] = v
+            end
+        end
+        local c = {}
+        if type(copy.config) == "table" then
+            for k, v in pairs(copy.config) do
+                c[k] = v
+            end
+        end
+        local t = copy.type
+        if t == "llm" then
+            local p = util.non_empty_string(llm.defaultProvider)
+            if p and falsy(c.provider) then
+                c.provider = p
+            end
+            local m = util.non_empty_string(llm.defaultModel)
+            if m and falsy(c.model) then
+                c.model = m
+            end
+            if c.temperature == nil and finite_number(llm.temperature) then
+                c.temperature = finite_number(llm.temperature)
+            end
+            if c.maxTokens == nil and finite_number(llm.maxTokens) then
+                c.maxTokens = finite_number(llm.maxTokens)
+            end
+        elseif t == "knowledge-retrieve" then
+            if c.topK == nil and finite_number(retr.topK) then
+                c.topK = finite_number(retr.topK)
+            end
+            local s = util.non_empty_string(retr.strategy)
+            if s and falsy(c.strategy) then
+                c.strategy = s
+            end
+        elseif t == "input-guard" then
+            if c.blockOnPromptInjection == nil and type(guards.blockPromptInjection) == "boolean" then
+                c.blockOnPromptInjection = guards.blockPromptInjection
+            end
+        elseif t == "output-guard" then
+            if c.blockOnToxicity == nil and type(guards.blockToxicity) == "boolean" then
+                c.blockOnToxicity = guards.blockToxicity
+            end
+        end
+        copy.config = c
+        out[i] = copy
+    end
+    return out
+end
+
+---------------------------------------------------------------------------------------------------
+-- telemetry (§2.6)
+
+local Exec = {}
+Exec.__index = Exec
+
+-- A database failure: remembered (the job will fail and be retried) and raised.
+function Exec:infra(err)
+    local msg = type(err) == "table" and (err.message or util.error_text(err)) or tostring(err)
+    if not self.infra_error then
+        self.infra_error = msg
+    end
+    error({ message = msg, infra = true }, 0)
+end
+
+function Exec:warn_missing(tbl, msg, fields)
+    if store.first_time("missing-table:" .. tbl) then
+        log.warn(msg, fields)
+    end
+end
+
+-- Checks the failures of queued statements. A failed critical row (steps, status updates,
+-- cleanup) is a database failure; best-effort rows are warnings (§2.9).
+local BEST_EFFORT = {
+    attempts = { "Execution step attempts table not found; skipping persistence",
+                 "Failed to persist execution step attempts" },
+    snapshot = { "Execution context snapshot table not found; skipping persistence",
+                 "Failed to persist execution context snapshot" },
+    retrieval = { "Execution retrieval events table not found; skipping persistence",
+                  "Failed to persist execution retrieval event" },
+    guardrail = { "Guardrail events table not found; skipping persistence",
+                  "Failed to persist guardrail event" },
+}
+
+function Exec:check_failures(failures)
+    for _, f in ipairs(failures) do
+        local be = BEST_EFFORT[f.tag]
+        if be then
+            if f.sqlstate == "42P01" then
+                self:warn_missing(f.tag, be[1], { executionId = self.id })
+            else
+                log.warn(be[2], { executionId = self.id, error = f.message,
+                                  sqlstate = f.sqlstate })
+            end
+        elseif not self.infra_error then
+            self.infra_error = ("%s: %s"):format(f.tag, f.message)
+        end
+    end
+    if self.infra_error then
+        error({ message = self.infra_error, infra = true }, 0)
+    end
+end
+
+function Exec:sync()
+    local ok, failures = pcall(self.db.sync, self.db)
+    if not ok then
+        self:infra(failures)
+    end
+    self:check_failures(failures)
+end
+
+function Exec:send(sql, params, tag)
+    local ok, err = pcall(self.db.send, self.db, sql, params, tag)
+    if not ok then
+        self:infra(err)
+    end
+end
+
+local function int(v)
+    v = tonumber(v)
+    if not v or v ~= v then
+        return 0
+    end
+    return floor(v)
+end
+
+local function opt_string(v)
+    return type(v) == "string" and v or null
+end
+
+-- Telemetry rows are buffered per table and written as one multi-row INSERT per table
+-- (jsonb_array_elements over a JSON array parameter, in order) whenever REX_TELEMETRY_FLUSH_MS
+-- (default 100) has passed since the last flush, before every cancel check and at the end. With
+-- REX_TELEMETRY_FLUSH_MS=0 every row is its own statement (still pipelined).
+local FLUSH_SQL = {
+    steps = function(x)
+        local tcol, tval = "", ""
+        if x.cols.steps_tenant then
+            tcol, tval = "tenant_id, ", "$2, "
+        end
+        return "INSERT INTO execution_steps (" .. tcol .. "execution_id, node_id, node_type, "
+            .. "status, input, output, duration_ms, error) SELECT " .. tval .. "$1, "
+            .. "x.e->>'node_id', x.e->>'node_type', x.e->>'status', x.e->'input', "
+            .. "NULLIF(x.e->'output', 'null'::jsonb), (x.e->>'duration_ms')::int, x.e->>'error' "
+            .. "FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
+            .. (tval == "" and "WHERE $2::text IS NOT NULL " or "") .. "ORDER BY x.o"
+    end,
+    attempts = function()
+        return "INSERT INTO execution_step_attempts (execution_id, node_id, node_type, attempt, "
+            .. "status, duration_ms, reason) SELECT $1, x.e->>'node_id', x.e->>'node_type', "
+            .. "(x.e->>'attempt')::int, x.e->>'status', (x.e->>'duration_ms')::int, "
+            .. "x.e->>'reason' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
+            .. "WHERE $2::text IS NOT NULL ORDER BY x.o"
+    end,
+    snapshot = function(x)
+        local tcol, tval = "", ""
+        if x.cols.snapshots_tenant then
+            tcol, tval = "tenant_id, ", "$2, "
+        end
+        return "INSERT INTO execution_context_snapshots (" .. tcol .. "execution_id, sequence, "
+            .. "reason, node_id, node_type, state) SELECT " .. tval .. "$1, "
+            .. "(x.e->>'sequence')::int, x.e->>'reason', x.e->>'node_id', x.e->>'node_type', "
+            .. "x.e->'state' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
+            .. (tval == "" and "WHERE $2::text IS NOT NULL " or "") .. "ORDER BY x.o"
+    end,
+    retrieval = function()
+        return "INSERT INTO execution_retrieval_events (execution_id, node_id, node_type, query, "
+            .. "top_k, attempt, max_attempts, status, matches_count, duration_ms, error_message, "
+            .. "scope_type, corpus_id, workflow_id_scope, execution_id_scope, strategy, "
+            .. "retriever_key, branch_index, selected) SELECT $1, x.e->>'node_id', "
+            .. "x.e->>'node_type', x.e->>'query', (x.e->>'top_k')::int, (x.e->>'attempt')::int, "
+            .. "(x.e->>'max_attempts')::int, x.e->>'status', (x.e->>'matches_count')::int, "
+            .. "(x.e->>'duration_ms')::int, x.e->>'error_message', x.e->>'scope_type', "
+            .. "(x.e->>'corpus_id')::uuid, (x.e->>'workflow_id_scope')::uuid, "
+            .. "(x.e->>'execution_id_scope')::uuid, x.e->>'strategy', x.e->>'retriever_key', "
+            .. "(x.e->>'branch_index')::int, (x.e->>'selected')::boolean "
+            .. "FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
+            .. "WHERE $2::text IS NOT NULL ORDER BY x.o"
+    end,
+    guardrail = function()
+        return "INSERT INTO guardrail_events (tenant_id, user_id, workflow_id, execution_id, "
+            .. "node_id, node_type, guard_type, severity, reason, payload) SELECT $2, "
+            .. "(x.e->>'user_id')::uuid, (x.e->>'workflow_id')::uuid, $1, x.e->>'node_id', "
+            .. "x.e->>'node_type', x.e->>'guard_type', x.e->>'severity', x.e->>'reason', "
+            .. "x.e->'payload' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
+            .. "ORDER BY x.o"
+    end,
+}
+local FLUSH_ORDER = { "steps", "attempts", "guardrail", "snapshot", "retrieval" }
+
+function Exec:push(kind, row)
+    local b = self.buf[kind]
+    b[#b + 1] = row
+    if self.flush_interval <= 0 or rex.monotonic_ms() - self.last_flush >= self.flush_interval then
+        self:flush()
+    end
+end
+
+-- Queues the buffered rows (pipeline mode: no wait; failures surface at the next sync).
+function Exec:flush()
+    self.last_flush = rex.monotonic_ms()
+    for _, kind in ipairs(FLUSH_ORDER) do
+        local rows = self.buf[kind]
+        if #rows > 0 then
+            self.buf[kind] = {}
+            self:send(FLUSH_SQL[kind](self), { self.id, self.tenant, array(rows) }, kind)
+        end
+    end
+end
+
+function Exec:on_step_complete(step)
+    local db = self.db
+    local out = step.output
+    local err = step.error
+    if type(err) == "string" then
+        err = clean_message(err)
+    else
+        err = null
+    end
+    self:push("steps", { node_id = step.nodeId, node_type = step.nodeType, status = step.status,
+        input = is_record(step.input) and step.input or {},
+        output = type(out) == "table" and out or null, duration_ms = int(step.durationMs),
+        error = err })
+    self.steps_written = self.steps_written + 1
+    -- attempts: the valid elements of output._attempts
+    if type(out) == "table" and type(out._attempts) == "table" then
+        local has = db:has_table("execution_step_attempts")
+        for _, a in ipairs(out._attempts) do
+            if type(a) == "table" and type(a.attempt) == "number" and a.attempt >= 1
+                and a.attempt == floor(a.attempt) and type(a.durationMs) == "number"
+                and a.durationMs >= 0 and a.durationMs < math.huge
+                and (a.status == "completed" or a.status == "retry" or a.status == "failed") then
+                if not has then
+                    self:warn_missing("attempts",
+                        "Execution step attempts table not found; skipping persistence",
+                        { executionId = self.id, nodeId = step.nodeId })
+                    break
+                end
+                self:push("attempts", { node_id = step.nodeId, node_type = step.nodeType,
+                    attempt = a.attempt, status = a.status, duration_ms = floor(a.durationMs),
+                    reason = type(a.reason) == "string" and clean_message(a.reason) or null })
+            end
+        end
+    end
+    -- guardrail events
+    local nt = step.nodeType
+    if nt == "input-guard" or nt == "output-guard" then
+        local guard = type(out) == "table" and is_record(out._guard) and out._guard or {}
+        if guard.triggered == true or step.status == "failed" then
+            if db:has_table("guardrail_events") then
+                local reason = type(guard.reason) == "string" and guard.reason
+                    or (type(step.error) == "string" and step.error) or "Guardrail triggered"
+                self:push("guardrail", { user_id = self.user_id, workflow_id = self.workflow_id,
+                    node_id = step.nodeId, node_type = nt,
+                    guard_type = nt == "input-guard" and "input" or "output",
+                    severity = step.status == "failed" and "block" or "warn",
+                    reason = clean_message(reason, 1024),
+                    payload = step.status == "failed" and {} or guard })
+            else
+                self:warn_missing("guardrail", "Guardrail events table not found; skipping "
+                    .. "persistence", { executionId = self.id, nodeId = step.nodeId })
+            end
+        end
+    end
+end
+
+function Exec:on_context_update(upd)
+    self.sequence = self.sequence + 1
+    if not self.db:has_table("execution_context_snapshots") then
+        self:warn_missing("snapshot", "Execution context snapshot table not found; skipping "
+            .. "persistence", { executionId = self.id, sequence = self.sequence,
+                                reason = upd.reason })
+        return
+    end
+    self:push("snapshot", { sequence = self.sequence, reason = upd.reason,
+        node_id = type(upd.nodeId) == "string" and upd.nodeId or null,
+        node_type = type(upd.nodeType) == "string" and upd.nodeType or null,
+        state = upd.state })
+end
+
+local function uuid_or_null(v)
+    -- the columns are uuid: a non-UUID scope id from a node config is stored as NULL rather
+    -- than losing the whole event (the original's insert failed)
+    return is_uuid(v) and v or null
+end
+
+function Exec:on_retrieval_event(ev)
+    if not self.db:has_table("execution_retrieval_events") then
+        self:warn_missing("retrieval", "Execution retrieval events table not found; skipping "
+            .. "persistence", { executionId = self.id, nodeId = ev.nodeId, attempt = ev.attempt })
+        return
+    end
+    local function s(v, limit)
+        return type(v) == "string" and (limit and clean_message(v, limit) or v) or null
+    end
+    self:push("retrieval", { node_id = tostring(ev.nodeId), node_type = tostring(ev.nodeType),
+        query = tostring(ev.query or ""), top_k = int(ev.topK), attempt = int(ev.attempt),
+        max_attempts = int(ev.maxAttempts), status = tostring(ev.status),
+        matches_count = int(ev.matchesCount), duration_ms = int(ev.durationMs),
+        error_message = s(ev.errorMessage, MSG_LIMIT), scope_type = s(ev.scopeType, 30),
+        corpus_id = uuid_or_null(ev.corpusId), workflow_id_scope = uuid_or_null(ev.workflowIdScope),
+        execution_id_scope = uuid_or_null(ev.executionIdScope), strategy = s(ev.strategy, 40),
+        retriever_key = s(ev.retrieverKey, 100),
+        branch_index = type(ev.branchIndex) == "number" and floor(ev.branchIndex) or null,
+        selected = type(ev.selected) == "boolean" and ev.selected or null })
+end
+
+-- Re-reads the execution's status (flushing queued telemetry in the same round trip); raises the
+-- engine's cancel error when it is missing or canceled.
+function Exec:check_cancel(force)
+    local now = rex.monotonic_ms()
+    if not force and now - self.last_check < self.check_interval then
+        return
+    end
+    self.last_check = now
+    self:flush()
+    local ok, res = pcall(self.db.batch, self.db,
+        { { "SELECT status FROM executions WHERE id = $1", { self.id } } })
+    if not ok then
+        self:infra(res)
+    end
+    self:sync() -- failures of the statements flushed with it
+    local r = res[1]
+    if r.error then
+        self:infra(r.error)
+    end
+    local row = r.rows[1]
+    if not row or row.status == "canceled" then
+        log.info("Execution stopped by user request", { executionId = self.id })
+        error({ canceled = true, message = "Stopped by user" }, 0)
+    end
+end
+
+function Exec:get_api_key(provider)
+    provider = tostring(provider)
+    local cached = self.keys[provider]
+    if cached then
+        return cached
+    end
+    if not self.db:has_table("api_keys") then
+        error(("No %s API key found for user. Please add your API key in settings."):format(
+            provider), 0)
+    end
+    local params, where = { self.user_id, provider }, "user_id = $1 AND provider = $2"
+    if self.db:has_column("api_keys", "tenant_id") then
+        params[3] = self.tenant
+        where = where .. " AND tenant_id = $3"
+    end
+    local ok, res = pcall(self.db.batch, self.db, { {
+        "SELECT encrypted_key FROM api_keys WHERE " .. where
+            .. " ORDER BY created_at DESC, id LIMIT 1", params } })
+    if not ok then
+        self:infra(res)
+    end
+    if res[1].error then
+        self:infra(res[1].error)
+    end
+    local row = res[1].rows[1]
+    if not row then
+        error(("No %s API key found for user. Please add your API key in settings."):format(
+            provider), 0)
+    end
+    local master = os.getenv("ENCRYPTION_MASTER_KEY")
+    if not master or master == "" then
+        error(("The %s API key cannot be decrypted: ENCRYPTION_MASTER_KEY is not set"):format(
+            provider), 0)
+    end
+    local key, err = store.decrypt_api_key(row.encrypted_key, master)
+    if not key then
+        error(("The %s API key cannot be decrypted: %s"):format(provider, tostring(err)), 0)
+    end
+    self.keys[provider] = key
+    return key
+end
+
+---------------------------------------------------------------------------------------------------
+-- alert rules (§2.7), best effort
+
+function Exec:alert_rules_sql()
+    return "SELECT id, rule_type, severity, threshold, window_minutes FROM alert_rules WHERE "
+        .. "tenant_id = $1 AND user_id = $2 AND is_active = true AND (workflow_id = $3 OR "
+        .. "workflow_id IS NULL) ORDER BY created_at, id", { self.tenant, self.user_id,
+                                                          self.workflow_id }
+end
+
+function Exec:evaluate_alerts()
+    local db = self.db
+    if not (db:has_table("alert_rules") and db:has_table("alert_events")) then
+        self:warn_missing("alerts", "Alert tables missing; skipping alert evaluation",
+            { userId = self.user_id, workflowId = self.workflow_id, executionId = self.id })
+        return
+    end
+    local ok, err = pcall(function()
+        local r = self.alert_rules or db:batch({ { self:alert_rules_sql() } })[1]
+        if r.error then
+            error(r.error, 0)
+        end
+        for _, rule in ipairs(r.rows) do
+            local threshold = tonumber(rule.threshold) or 1
+            local base = { self.tenant, self.user_id, rule.id, rule.rule_type, rule.severity }
+            if rule.rule_type == "latency-breach" then
+                db:send("INSERT INTO alert_events (tenant_id, user_id, workflow_id, alert_rule_id, "
+                    .. "rule_type, severity, message, payload) SELECT $1::uuid, $2::uuid, "
+                    .. "$6::uuid, $3::uuid, $4::text, $5::text, "
+                    .. "'Latency threshold breached on execution ' || $7::text, "
+                    .. "jsonb_build_object('executionId', $7::text, 'thresholdMs', $8::int) "
+                    .. "WHERE EXISTS (SELECT 1 FROM execution_steps WHERE execution_id = "
+                    .. "$7::text::uuid AND duration_ms >= $8::int)",
+                    { base[1], base[2], base[3], base[4], base[5], self.workflow_id, self.id,
+                      threshold }, "alert")
+            elseif rule.rule_type == "guardrail-triggered" and db:has_table("guardrail_events") then
+                db:send("INSERT INTO alert_events (tenant_id, user_id, workflow_id, alert_rule_id, "
+                    .. "rule_type, severity, message, payload) SELECT $1::uuid, $2::uuid, "
+                    .. "$6::text::uuid, $3::uuid, $4::text, $5::text, "
+                    .. "'Guardrail threshold reached (' || c.n || ')', jsonb_build_object("
+                    .. "'workflowId', $6::text, 'executionId', $7::text, 'count', c.n, "
+                    .. "'threshold', $8::int, 'windowMinutes', $9::int) FROM (SELECT count(*) AS n "
+                    .. "FROM guardrail_events WHERE tenant_id = $1::uuid AND user_id = $2::uuid "
+                    .. "AND workflow_id = $6::text::uuid AND created_at >= now() - "
+                    .. "make_interval(mins => $9::int)) c WHERE c.n >= $8::int",
+                    { base[1], base[2], base[3], base[4], base[5], self.workflow_id, self.id,
+                      threshold, tonumber(rule.window_minutes) or 60 }, "alert")
+            elseif rule.rule_type == "corpus-health-alert" and db:has_table("knowledge_documents") then
+                db:send("INSERT INTO alert_events (tenant_id, user_id, workflow_id, alert_rule_id, "
+                    .. "rule_type, severity, message, payload) SELECT $1::uuid, $2::uuid, NULL, "
+                    .. "$3::uuid, $4::text, $5::text, "
+                    .. "'Corpus health threshold breached (' || to_char(c.pct, 'FM9999990.00') "
+                    .. "|| '% failed)', jsonb_build_object('failedDocuments', c.failed, "
+                    .. "'totalDocuments', c.total, 'failurePct', c.pct, 'thresholdPct', $6::int) "
+                    .. "FROM (SELECT count(*) FILTER (WHERE status = 'failed') AS failed, "
+                    .. "count(*) AS total, CASE WHEN count(*) = 0 THEN 0 ELSE count(*) FILTER "
+                    .. "(WHERE status = 'failed') * 100.0 / count(*) END AS pct FROM "
+                    .. "knowledge_documents WHERE tenant_id = $1::uuid AND user_id = $2::uuid) c "
+                    .. "WHERE c.pct >= $6::int",
+                    { base[1], base[2], base[3], base[4], base[5], threshold }, "alert")
+            end
+        end
+        for _, f in ipairs(db:sync()) do
+            log.warn("Failed to evaluate alert rules for execution", { executionId = self.id,
+                                                                     error = f.message })
+        end
+    end)
+    if not ok then
+        log.warn("Failed to evaluate alert rules for execution", { executionId = self.id,
+            error = util.error_text(err) })
+    end
+end
+
+---------------------------------------------------------------------------------------------------
+-- schema check: the columns the worker writes must have the types it writes (a table built by
+-- hand or by another tool with, say, a text `output` would otherwise fail in odd ways)
+
+local EXPECTED = {
+    executions = { status = "varchar", error_message = "varchar", started_at = "timestamptz",
+                   finished_at = "timestamptz" },
+    execution_steps = { input = "jsonb", output = "jsonb", duration_ms = "int4",
+                        status = "varchar", error = "varchar" },
+    execution_context_snapshots = { state = "jsonb", sequence = "int4" },
+    execution_step_attempts = { attempt = "int4", duration_ms = "int4" },
+    workflows = { nodes = "jsonb", edges = "jsonb" },
+}
+
+-- nil when the schema fits, else a message naming every mismatch
+function M.schema_problems(db)
+    local problems = {}
+    for _, t in ipairs({ "executions", "execution_steps", "execution_context_snapshots",
+                         "execution_step_attempts", "workflows" }) do
+        if db:has_table(t) then
+            for col, want in pairs(EXPECTED[t]) do
+                local got = db:column_type(t, col)
+                if got == nil then
+                    problems[#problems + 1] = ("%s.%s is missing"):format(t, col)
+                elseif got ~= want then
+                    problems[#problems + 1] = ("%s.%s has type %s, expected %s"):format(t, col,
+                        got, want)
+                end
+            end
+        elseif t ~= "execution_context_snapshots" and t ~= "execution_step_attempts" then
+            problems[#problems + 1] = ("table %s is missing"):format(t)
+        end
+    end
+    if #problems == 0 then
+        return nil
+    end
+    table.sort(problems)
+    return "Database schema does not fit rex-worker (run `rex-worker migrate`): "
+        .. table.concat(problems, "; ")
+end
+
+---------------------------------------------------------------------------------------------------
+-- the handler
+
+local function fail_job(msg)
+    error(msg, 0)
+end
+
+-- Best effort after a database failure: record the failure so no execution stays `running`
+-- when the database still answers (a retry sets it running again).
+local function mark_failed_after_fault(id, msg)
+    local ok, db = pcall(store.get)
+    if not ok then
+        return
+    end
+    pcall(db.sync, db)
+    pcall(db.exec, db, "UPDATE executions SET status = 'failed', finished_at = now(), "
+        .. "error_message = $2 WHERE id = $1 AND status = 'running'", { id, clean_message(msg) })
+end
+
+function M.process(job)
+    local data = job.data
+    if not is_record(data) then
+        rex.unrecoverable("execute-workflow: job data must be an object")
+    end
+    for _, k in ipairs({ "executionId", "workflowId", "userId" }) do
+        if not is_uuid(data[k]) then
+            rex.unrecoverable(("execute-workflow: job data %s must be a UUID string"):format(k))
+        end
+    end
+    if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
+        rex.unrecoverable("execute-workflow needs DATABASE_URL (PostgreSQL) and it is not set")
+    end
+    local id, workflow_id, user_id = data.executionId, data.workflowId, data.userId
+    log.info("Processing execution job", { jobId = job.id, executionId = id,
+                                          workflowId = workflow_id,
+                                          attempt = job.attempts_made + 1 })
+
+    local ok, db = pcall(store.get)
+    if not ok then
+        fail_job("PostgreSQL unavailable: " .. util.error_text(db))
+    end
+    if db.schema_problems == nil then -- checked once per connection
+        db.schema_problems = M.schema_problems(db) or false
+    end
+    if db.schema_problems then
+        log.error("Execution failed", { executionId = id, error = db.schema_problems })
+        if db:has_table("executions") then
+            pcall(db.exec, db, "UPDATE executions SET status = 'failed', finished_at = now(), "
+                .. "error_message = $2 WHERE id = $1 AND status <> 'canceled'",
+                { id, clean_message(db.schema_problems) })
+        end
+        rex.unrecoverable(db.schema_problems)
+    end
+
+    local stats0 = db:stats()
+    local x = setmetatable({
+        db = db, id = id, workflow_id = workflow_id, user_id = user_id,
+        tenant = DEFAULT_TENANT, sequence = 0, steps_written = 0, keys = {},
+        cols = {
+            steps_tenant = db:has_column("execution_steps", "tenant_id"),
+            snapshots_tenant = db:has_column("execution_context_snapshots", "tenant_id"),
+        },
+        last_check = rex.monotonic_ms(),
+        last_flush = rex.monotonic_ms(),
+        flush_interval = env_number("REX_TELEMETRY_FLUSH_MS", 100),
+        buf = { steps = {}, attempts = {}, snapshot = {}, retrieval = {}, guardrail = {} },
+        check_interval = env_number("REX_CANCEL_CHECK_MS", 200),
+    }, Exec)
+
+    -- pickup reads, one round trip
+    local has_auth = db:has_table("execution_authorizations")
+    local has_dc = db:has_table("domain_configs")
+    local wf_tenant = db:has_column("workflows", "tenant_id")
+    local auth_id = data.executionAuthorizationId
+    local batch = {
+        { "SELECT status FROM executions WHERE id = $1", { id } },
+        { "SELECT " .. (wf_tenant and "tenant_id" or "NULL AS tenant_id")
+            .. ", nodes::text AS nodes, edges::text AS edges FROM workflows WHERE id = $1",
+          { workflow_id } },
+    }
+    local auth_i, dc_i
+    if has_auth and is_uuid(auth_id) then
+        batch[#batch + 1] = { "SELECT id, validated_at FROM execution_authorizations WHERE id = $1 "
+            .. "AND execution_id = $2 AND workflow_id = $3 AND user_id = $4 AND revoked = false "
+            .. "AND expires_at > now() LIMIT 1", { auth_id, id, workflow_id, user_id } }
+        auth_i = #batch
+    elseif not has_auth then
+        x:warn_missing("authorizations", "Execution authorizations table not found; "
+            .. "authorization is not enforced", { executionId = id })
+    end
+    if has_dc then
+        batch[#batch + 1] = { "SELECT config::text AS config, user_id, workflow_id FROM "
+            .. "domain_configs WHERE is_active = true AND ((user_id IS NULL AND workflow_id IS NULL) "
+            .. "OR (user_id = $1 AND workflow_id IS NULL) OR (user_id IS NULL AND workflow_id = $2) "
+            .. "OR (user_id = $1 AND workflow_id = $2)) ORDER BY created_at, id",
+            { user_id, workflow_id } }
+        dc_i = #batch
+    end
+    local rok, res = pcall(db.batch, db, batch)
+    if not rok then
+        fail_job("PostgreSQL failure at pickup: " .. util.error_text(res))
+    end
+    for i, r in ipairs(res) do
+        if r.error then
+            fail_job(("PostgreSQL failure at pickup (statement %d): %s"):format(i, r.error.message))
+        end
+    end
+    local erow = res[1].rows[1]
+    if not erow or erow.status == "canceled" then
+        log.info("Skipping execution job; execution is missing or canceled",
+            { jobId = job.id, executionId = id })
+        return nil
+    end
+
+    -- the final status, with the queued telemetry and the alert rules read, in one round trip
+    local function finish(status, message)
+        x:flush()
+        local list = { { "UPDATE executions SET status = $2, finished_at = now(), "
+            .. "error_message = $3 WHERE id = $1 AND (status <> 'canceled' OR $2 = 'canceled')",
+            { id, status, message == nil and null or clean_message(message), n = 3 } } }
+        if db:has_table("alert_rules") and db:has_table("alert_events") then
+            list[2] = { x:alert_rules_sql() }
+        end
+        local bok, res = pcall(db.batch, db, list)
+        if not bok then
+            x:infra(res)
+        end
+        x:sync() -- no round trip: collects the failures of the flushed rows
+        if res[1].error then
+            x:infra(res[1].error)
+        end
+        x.alert_rules = res[2]
+    end
+
+    local pres = { pcall(function()
+        -- a re-run (BullMQ retry, stalled recovery): remove the earlier telemetry first
+        if erow.status ~= "pending" or job.attempts_made > 0 then
+            x:send("BEGIN", nil, "cleanup")
+            for _, t in ipairs({ "execution_step_attempts", "execution_context_snapshots",
+                                 "execution_retrieval_events", "guardrail_events",
+                                 "execution_steps" }) do
+                if db:has_table(t) then
+                    x:send("DELETE FROM " .. t .. " WHERE execution_id = $1", { id }, "cleanup")
+                end
+            end
+            x:send("COMMIT", nil, "cleanup")
+            log.info("Re-run of an execution: earlier telemetry removed",
+                { executionId = id, previousStatus = erow.status, attempt = job.attempts_made + 1 })
+        end
+        x:send("UPDATE executions SET status = 'running', started_at = now(), finished_at = NULL, "
+            .. "error_message = NULL WHERE id = $1", { id }, "running")
+
+        -- authorization (§2.2)
+        if has_auth then
+            if not is_uuid(auth_id) then
+                return "unauthorized", (type(auth_id) == "string" and auth_id ~= "")
+                    and "Execution authorization is invalid, revoked, or expired"
+                    or "Execution authorization token missing from job payload"
+            end
+            local arow = res[auth_i].rows[1]
+            if not arow then
+                return "unauthorized", "Execution authorization is invalid, revoked, or expired"
+            end
+            if not arow.validated_at then
+                x:send("UPDATE execution_authorizations SET validated_at = now() WHERE id = $1",
+                    { auth_id }, "authorization")
+            end
+        end
+
+        -- workflow
+        local wrow = res[2].rows[1]
+        if not wrow then
+            return "failed", ("Workflow %s not found"):format(workflow_id)
+        end
+        if wrow.tenant_id then
+            x.tenant = wrow.tenant_id
+        end
+        local domain_config = M.resolve_domain_config(dc_i and res[dc_i].rows or {},
+            data.domainConfig)
+        local node_list = json.decode(wrow.nodes or "[]")
+        local edge_list = json.decode(wrow.edges or "[]")
+        local wf = { id = workflow_id, edges = edge_list }
+        if type(node_list) == "table" and (util.is_array(node_list) or next(node_list) == nil) then
+            wf.nodes = M.apply_domain_config(node_list, domain_config)
+        else
+            wf.nodes = node_list -- the engine's validation reports it
+        end
+
+        local trigger = is_record(data.triggerPayload) and data.triggerPayload or {}
+        -- knowledge stays in memory for the execution (persisting it is not part of this
+        -- handler yet); the runtime is created on first use only
+        local kn
+        local function knowledge()
+            if not kn then
+                kn = require("rex.cli_run").knowledge_runtime({})
+            end
+            return kn
+        end
+        local result = get_engine():run(wf, {
+            trigger_payload = trigger, execution_id = id, workflow_id = workflow_id,
+            user_id = user_id,
+            initial_context = { memory = { triggerPayload = trigger, domainConfig = domain_config } },
+            settings = { http_allowlist = os.getenv("REX_HTTP_ALLOWLIST") },
+            runtime = {
+                on_step_start = function()
+                    x:check_cancel(false)
+                end,
+                on_step_complete = function(step)
+                    x:on_step_complete(step)
+                end,
+                on_context_update = function(upd)
+                    x:on_context_update(upd)
+                end,
+                on_retrieval_event = function(ev)
+                    x:on_retrieval_event(ev)
+                end,
+                retrieve_knowledge = function(p)
+                    return knowledge().retrieve_knowledge(p)
+                end,
+                ingest_knowledge = function(p)
+                    return knowledge().ingest_knowledge(p)
+                end,
+                get_api_key = function(provider)
+                    return x:get_api_key(provider)
+                end,
+            },
+        })
+        x.keys = {}
+        if x.infra_error then
+            error({ message = x.infra_error, infra = true }, 0)
+        end
+        return result.status, result.status ~= "completed" and result.errorMessage or nil, result
+    end) }
+    local main_ok, main_err = pres[1], pres[2]
+
+    if not main_ok then
+        local msg = util.error_text(main_err)
+        log.error("Execution failed", { executionId = id, workflowId = workflow_id, error = msg,
+                                       attempt = job.attempts_made + 1 })
+        mark_failed_after_fault(id, msg)
+        fail_job(clean_message(msg))
+    end
+    local status, message, result = pres[2], pres[3], pres[4]
+    local fok, ferr = pcall(finish, status == "unauthorized" and "failed" or status, message)
+    if not fok then
+        local msg = util.error_text(ferr)
+        log.error("Execution failed", { executionId = id, workflowId = workflow_id, error = msg,
+                                       attempt = job.attempts_made + 1 })
+        mark_failed_after_fault(id, msg)
+        fail_job(clean_message(msg))
+    end
+    x:evaluate_alerts()
+    if status == "unauthorized" then
+        log.error("Execution failed", { executionId = id, workflowId = workflow_id,
+                                       error = message, attempt = job.attempts_made + 1 })
+        rex.unrecoverable(message)
+    end
+    local completed = 0
+    for _, st in ipairs(result and result.steps or {}) do
+        if st.status == "completed" then
+            completed = completed + 1
+        end
+    end
+    local stats1 = x.db.conn and x.db:stats() or stats0
+    log.info("Execution completed", { executionId = id, status = status,
+        totalDurationMs = result and result.totalDurationMs or 0, stepsCompleted = completed,
+        statements = stats1.statements - stats0.statements,
+        roundTrips = stats1.roundtrips - stats0.roundtrips })
+    return nil
+end
+
+return M
