@@ -22,8 +22,10 @@ struct rex_lstate_opts {
 int rex_lstate_new(const struct rex_lstate_opts *opts, rex_lstate **out, char *err, size_t errlen);
 void rex_lstate_close(rex_lstate *s);
 lua_State *rex_lstate_L(rex_lstate *s);
-size_t rex_lstate_memory(const rex_lstate *s);      /* bytes held now */
-size_t rex_lstate_memory_peak(const rex_lstate *s); /* most bytes held so far */
+/* Bytes the state holds now. The peak is tracked only for states with a memory_limit (they use
+ * the project's counting allocator; the others use LuaJIT's own, faster one) and is 0 otherwise. */
+size_t rex_lstate_memory(const rex_lstate *s);
+size_t rex_lstate_memory_peak(const rex_lstate *s);
 
 /* Runs a file or string chunk with arguments taken from the stack top (nargs values), leaving
  * nresults results. Returns 0 or REX_ELUA with the message (and traceback) in err. */
