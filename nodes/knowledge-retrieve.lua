@@ -173,38 +173,11 @@ return {
         end
         local selected
         if strategy == "merge" then
-            local list, idx = {}, {}
-            for _, b in ipairs(branches) do
-                for _, m in ipairs(b.matches) do
-                    local id = type(m) == "table" and m.chunkId or nil
-                    local p = id ~= nil and idx[id] or nil
-                    if p then
-                        if (m.score or 0) > (list[p].score or 0) then
-                            list[p] = m
-                        end
-                    else
-                        list[#list + 1] = m
-                        if id ~= nil then
-                            idx[id] = #list
-                        end
-                    end
-                end
+            local lists = {}
+            for i, b in ipairs(branches) do
+                lists[i] = b.matches
             end
-            local order = {}
-            for i = 1, #list do
-                order[i] = i
-            end
-            table.sort(order, function(a, b)
-                local sa, sb = list[a].score or 0, list[b].score or 0
-                if sa ~= sb then
-                    return sa > sb
-                end
-                return a < b
-            end)
-            local merged = array()
-            for i = 1, math.min(#order, branches[1].topK) do
-                merged[i] = list[order[i]]
-            end
+            local merged = require("rex.engine.retrieval").merge_matches(lists, branches[1].topK)
             local qs = {}
             for i, b in ipairs(branches) do
                 qs[i] = b.query

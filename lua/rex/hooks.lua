@@ -18,23 +18,8 @@ hooks.EVENTS = { "on_job_active", "on_job_completed", "on_job_failed", "on_execu
 local Set = {}
 Set.__index = Set
 
-local function list_dir(dir)
-    local core = require("rex.core")
-    if core.listdir then
-        return core.listdir(dir)
-    end
-    local p = io.popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
-    if not p then
-        return nil
-    end
-    local names = {}
-    for line in p:lines() do
-        names[#names + 1] = line
-    end
-    p:close()
-    table.sort(names)
-    return names
-end
+local list_dir = require("rex.core").listdir -- sorted names, or nil and a message
+
 
 -- Loads hooks. opts.paths: list or colon-separated string (default REX_HOOKS_PATH);
 -- opts.scripts: list of already-loaded hook tables (tests); opts.log.

@@ -273,24 +273,8 @@ function Registry:apply_defaults(def, config)
     return out
 end
 
-local function list_dir(dir)
-    local core = require("rex.core")
-    if core.listdir then
-        local names = core.listdir(dir)
-        return names
-    end
-    local p = io.popen('ls -1 "' .. dir:gsub('"', '\\"') .. '" 2>/dev/null')
-    if not p then
-        return nil
-    end
-    local names = {}
-    for line in p:lines() do
-        names[#names + 1] = line
-    end
-    p:close()
-    sort(names)
-    return names
-end
+local list_dir = require("rex.core").listdir -- sorted names, or nil and a message
+
 
 -- Loads every *.lua of dir. Returns the count loaded and a list of problems.
 function Registry:load_dir(dir, origin_kind)

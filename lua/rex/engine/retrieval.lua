@@ -11,6 +11,45 @@ local trim, is_finite = util.trim, util.is_finite
 
 local M = {}
 
+-- Matches of several retrievals merged: one per chunk id (the higher score wins; matches without
+-- an id are kept as they are), ordered by score, ties in first-seen order, at most `limit`.
+-- Shared by node-level retrieval (strategy "merge") and the knowledge-retrieve node.
+function M.merge_matches(lists, limit)
+    local by_chunk, list = {}, {}
+    for _, matches in ipairs(lists) do
+        for _, m in ipairs(matches) do
+            local id = type(m) == "table" and m.chunkId or nil
+            local prev = id ~= nil and by_chunk[id] or nil
+            if prev then
+                if (m.score or 0) > (list[prev].score or 0) then
+                    list[prev] = m
+                end
+            else
+                list[#list + 1] = m
+                if id ~= nil then
+                    by_chunk[id] = #list
+                end
+            end
+        end
+    end
+    local idx = {}
+    for i = 1, #list do
+        idx[i] = i
+    end
+    table.sort(idx, function(a, b)
+        local sa, sb = list[a].score or 0, list[b].score or 0
+        if sa ~= sb then
+            return sa > sb
+        end
+        return a < b
+    end)
+    local merged = util.array()
+    for i = 1, math.min(limit, #idx) do
+        merged[i] = list[idx[i]]
+    end
+    return merged
+end
+
 local function int_field(v, lo, cap, default)
     if type(v) == "number" and v == floor(v) and is_finite(v) and v >= lo then
         return min(v, cap)
@@ -357,41 +396,12 @@ function M.run(env, r, data)
     end
     if strategy == "merge" then
         local results = collect_all()
-        local by_chunk, list = {}, {}
-        local any_match = false
-        for _, res in ipairs(results) do
-            for _, m in ipairs(res.matches) do
-                any_match = true
-                local id = type(m) == "table" and m.chunkId or nil
-                local prev = id ~= nil and by_chunk[id] or nil
-                if prev then
-                    if (m.score or 0) > (list[prev].score or 0) then
-                        list[prev] = m
-                    end
-                else
-                    list[#list + 1] = m
-                    if id ~= nil then
-                        by_chunk[id] = #list
-                    end
-                end
-            end
+        local lists, any_match = {}, false
+        for i, res in ipairs(results) do
+            lists[i] = res.matches
+            any_match = any_match or #res.matches > 0
         end
-        local idx = {}
-        for i = 1, #list do
-            idx[i] = i
-        end
-        table.sort(idx, function(a, b)
-            local sa, sb = list[a].score or 0, list[b].score or 0
-            if sa ~= sb then
-                return sa > sb
-            end
-            return a < b
-        end)
-        local keep = max(1, min(base.topK, 50))
-        local merged = array()
-        for i = 1, min(keep, #idx) do
-            merged[i] = list[idx[i]]
-        end
+        local merged = M.merge_matches(lists, max(1, min(base.topK, 50)))
         if #merged < base.minMatches and base.failOnError then
             local err_plan
             for _, res in ipairs(results) do
