@@ -1,7 +1,8 @@
 /* Knowledge benchmark (not a test): chunk+embed throughput per model, warm top-8 latency over
  * 10,000 and 100,000 chunks x 1536 dims (float32 and int8 scans, SIMD and scalar kernels), the
  * machine's single-core memory read bandwidth and the scan's fraction of it, and the int8 form's
- * measured error. Medians of several runs; one thread throughout.
+ * measured error. Medians of several runs; one thread throughout, except the bulk load (1 and 2
+ * threads).
  *
  * usage: bench_knowledge [--quick]   (--quick: 10,000 chunks only, fewer runs) */
 #include <rex/knowledge.h>
@@ -108,6 +109,49 @@ static void bench_embed(int quick) {
     for (size_t i = 0; i < ndocs; i++)
         rex_free(docs[i]);
     rex_free(docs);
+}
+
+/* Cold-cache bulk load: rex_kn_corpus_add_batch of 10,000 chunks of 1,200 characters (no vectors
+ * given, so every row is embedded with rex-lex; the lexical indexes are built meanwhile), with 1
+ * and 2 threads. The one place threads are used. */
+static void bench_bulk(int quick) {
+    size_t n = 10000, len = 1200;
+    char **texts = rex_malloc(n * sizeof(char *)), **ids = rex_malloc(n * sizeof(char *));
+    size_t *lens = rex_malloc(n * sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        texts[i] = make_text(len);
+        lens[i] = len;
+        char id[32];
+        snprintf(id, sizeof(id), "chunk-%08zu", i);
+        ids[i] = rex_strdup(id);
+    }
+    printf("\n== bulk load: rex_kn_corpus_add_batch, %zu chunks x %zu chars, rex-lex ==\n", n, len);
+    printf("%-10s %10s %10s %10s\n", "threads", "s", "MB/s", "speedup");
+    double t1 = 0;
+    int nruns = quick ? 1 : 3;
+    for (int threads = 1; threads <= 2; threads++) {
+        double runs[3];
+        for (int r = 0; r < nruns; r++) {
+            rex_kn_corpus *c;
+            rex_kn_corpus_new(REX_KN_MODEL_LEX_V1, &c);
+            double t0 = now_s();
+            rex_kn_corpus_add_batch(c, n, (const char *const *)ids, (const char *const *)texts,
+                                    lens, NULL, NULL, threads);
+            runs[r] = now_s() - t0;
+            rex_kn_corpus_release(c);
+        }
+        double t = median(runs, nruns);
+        if (threads == 1)
+            t1 = t;
+        printf("%-10d %10.3f %10.1f %9.2fx\n", threads, t, (double)(n * len) / t / 1e6, t1 / t);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rex_free(texts[i]);
+        rex_free(ids[i]);
+    }
+    rex_free(texts);
+    rex_free(ids);
+    rex_free(lens);
 }
 
 /* Reads n bytes as four concurrent streams (one per quarter), the access pattern of the
@@ -274,6 +318,7 @@ int main(int argc, char **argv) {
     printf("rex-worker knowledge benchmark: best kernel %s, one thread\n",
            rex_kn_kernel_name(best));
     bench_embed(quick);
+    bench_bulk(quick);
 
     double bw = bench_bandwidth();
     printf("\n== memory ==\nsingle-core read bandwidth (1 GiB buffer, 4 streams, best of 5): %.1f "
@@ -331,6 +376,7 @@ int main(int argc, char **argv) {
             quant_error(c);
         rex_kn_corpus_release(c);
     }
-    printf("\ncold (from PostgreSQL): not measured here; the PostgreSQL loader is not built yet\n");
+    printf("\ncold (from PostgreSQL): bench/knowledge/pg.sh; the bulk load above is its in-process "
+           "part when vectors are recomputed\n");
     return 0;
 }

@@ -4,9 +4,14 @@
  * it is evicted meanwhile. A mutex guards the table; searches run outside it. */
 #include "knowledge/corpus.h"
 
+#include <rex/log.h>
 #include <rex/rex.h>
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -119,4 +124,41 @@ void rex_kn_cache_stats(rex_kn_cache *c, struct rex_kn_cache_stats *out) {
     *out =
         (struct rex_kn_cache_stats){c->bytes, c->max_bytes, c->n, c->hits, c->misses, c->evictions};
     pthread_mutex_unlock(&c->mu);
+}
+
+/* KNOWLEDGE_CACHE_MB: decimal digits only (no sign, no unit), and small enough that the byte count
+ * fits a size_t. */
+int rex__kn_cache_bytes_from_env(const char *s, size_t *bytes) {
+    *bytes = (size_t)REX_KN_CACHE_MB_DEFAULT << 20;
+    if (!s || !*s)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (*p < '0' || *p > '9')
+            return REX_EINVAL;
+    errno = 0;
+    unsigned long long mb = strtoull(s, NULL, 10);
+    if (errno || mb > (SIZE_MAX >> 20))
+        return REX_EINVAL;
+    *bytes = (size_t)mb << 20;
+    return 0;
+}
+
+static rex_kn_cache *shared;
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+
+static void shared_init(void) {
+    const char *env = getenv("KNOWLEDGE_CACHE_MB");
+    size_t bytes;
+    if (rex__kn_cache_bytes_from_env(env, &bytes)) {
+        char def[24];
+        snprintf(def, sizeof(def), "%d", REX_KN_CACHE_MB_DEFAULT);
+        rex_log_warn("KNOWLEDGE_CACHE_MB is not a whole number of MiB; using the default", "value",
+                     env, "defaultMb", def, NULL);
+    }
+    shared = rex_kn_cache_new(bytes);
+}
+
+rex_kn_cache *rex_kn_cache_shared(void) {
+    pthread_once(&shared_once, shared_init);
+    return shared;
 }

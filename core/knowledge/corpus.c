@@ -5,6 +5,7 @@
 #include <rex/rex.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 void rex__kn_embed_hash_f32(const char *text, size_t len, float *out);
@@ -92,6 +93,98 @@ int rex_kn_corpus_add(rex_kn_corpus *c, const char *id, const char *content, siz
     rex__kn_index_add(c->bm25, content ? content : "", content_len);
     rex__kn_index_add(c->orig, content ? content : "", content_len);
     c->n++;
+    return 0;
+}
+
+/* Bulk adds. The rows' vectors are independent, so they are computed in parallel straight into
+ * their final places in c->vec (reserved beforehand; each row written by one thread); the lexical
+ * indexes, ids and tags are appended by the caller's thread in row order meanwhile, exactly as
+ * rex_kn_corpus_add would. Embedding is by far the larger part; rows are handed out in small
+ * blocks from an atomic counter, so a slow thread holds back at most one block. */
+#define BATCH_BLOCK 16
+
+typedef struct {
+    rex_kn_corpus *c;
+    size_t base, n;
+    const char *const *contents;
+    const size_t *lens;
+    const float *const *vecs;
+    size_t next; /* atomic: first row not yet taken */
+} batch;
+
+static void *batch_embed(void *arg) {
+    batch *b = arg;
+    for (;;) {
+        size_t i0 = __atomic_fetch_add(&b->next, BATCH_BLOCK, __ATOMIC_RELAXED);
+        if (i0 >= b->n)
+            return NULL;
+        size_t end = i0 + BATCH_BLOCK < b->n ? i0 + BATCH_BLOCK : b->n;
+        for (size_t i = i0; i < end; i++) {
+            float *v = b->c->vec + (b->base + i) * REX_KN_DIMS;
+            const float *src = b->vecs ? b->vecs[i] : NULL;
+            if (src)
+                memcpy(v, src, REX_KN_DIMS * sizeof(float));
+            else
+                rex_kn_embed(b->c->model, b->contents[i] ? b->contents[i] : "", b->lens[i], v);
+            normalize(v);
+        }
+    }
+}
+
+#define BATCH_THREADS_MAX 64
+
+int rex_kn_corpus_add_batch(rex_kn_corpus *c, size_t n, const char *const *ids,
+                            const char *const *contents, const size_t *lens,
+                            const float *const *vecs, const int64_t *tags, int threads) {
+    if (!c || c->sealed || (n && (!ids || !contents || !lens)) || n > UINT32_MAX - 1 - c->n)
+        return REX_EINVAL;
+    for (size_t i = 0; i < n; i++) { /* all or nothing: check every row first */
+        if (!ids[i] || (!contents[i] && lens[i]) ||
+            rex_kn_utf8_check(contents[i], lens[i]) < lens[i])
+            return REX_EINVAL;
+        if (vecs && vecs[i])
+            for (size_t d = 0; d < REX_KN_DIMS; d++)
+                if (!isfinite(vecs[i][d]))
+                    return REX_EINVAL;
+    }
+    if (!n)
+        return 0;
+    if (c->n + n > c->cap) {
+        size_t cap = c->cap ? c->cap : 64;
+        while (cap < c->n + n)
+            cap *= 2;
+        c->cap = cap;
+        c->vec = rex_realloc(c->vec, c->cap * REX_KN_DIMS * sizeof(float));
+        c->ids = rex_realloc(c->ids, c->cap * sizeof(char *));
+        c->tags = rex_realloc(c->tags, c->cap * sizeof(int64_t));
+    }
+    batch b = {c, c->n, n, contents, lens, vecs, 0};
+    size_t want = threads > 1 ? (size_t)threads : 1;
+    if (want > BATCH_THREADS_MAX)
+        want = BATCH_THREADS_MAX;
+    if (want > (n + BATCH_BLOCK - 1) / BATCH_BLOCK)
+        want = (n + BATCH_BLOCK - 1) / BATCH_BLOCK;
+    pthread_t tid[BATCH_THREADS_MAX];
+    size_t started = 0;
+    for (; started + 1 < want; started++) /* the caller's thread is the last one */
+        if (pthread_create(&tid[started], NULL, batch_embed, &b) != 0)
+            break; /* fewer threads: the others take more blocks */
+    if (started == 0)
+        batch_embed(&b); /* one thread: embed first, as n rex_kn_corpus_add calls would */
+    for (size_t i = 0; i < n; i++) {
+        const char *text = contents[i] ? contents[i] : "";
+        c->ids[c->n + i] = rex_strdup(ids[i]);
+        c->id_bytes += strlen(ids[i]) + 1;
+        c->tags[c->n + i] = tags ? tags[i] : 0;
+        rex__kn_index_add(c->bm25, text, lens[i]);
+        rex__kn_index_add(c->orig, text, lens[i]);
+    }
+    if (started) {
+        batch_embed(&b); /* then help with the vectors */
+        for (size_t t = 0; t < started; t++)
+            pthread_join(tid[t], NULL);
+    }
+    c->n += n;
     return 0;
 }
 

@@ -22,4 +22,8 @@ struct rex_kn_corpus {
     rex__kn_index *orig; /* the original's tokens */
 };
 
+/* KNOWLEDGE_CACHE_MB's value (NULL or empty = unset) as a byte bound: 0 and *bytes set, or
+ * REX_EINVAL with *bytes = the default (cache.c). */
+int rex__kn_cache_bytes_from_env(const char *s, size_t *bytes);
+
 #endif

@@ -195,30 +195,22 @@ static int check_opts(const struct rex_kn_search_opts *o) {
     return 0;
 }
 
-int rex_kn_search(rex_kn_corpus *const *corpora, size_t nc, const char *query, size_t qlen,
-                  const struct rex_kn_search_opts *o, rex_kn_hit *hits, size_t *nhits) {
-    *nhits = 0;
-    if (check_opts(o) || check_query(query, qlen) || (nc && !corpora))
-        return REX_EINVAL;
-    for (size_t c = 0; c < nc; c++)
-        if (!corpora[c] || corpora[c]->model != corpora[0]->model)
-            return REX_EINVAL; /* mixed embedding models cannot be compared */
-    if (!nc)
-        return 0;
+/* The scan shared by rex_kn_search and rex_kn_search_vec. qv is the L2-normalized query vector,
+ * or NULL for no semantic part (cosine 0 for every chunk). Arguments are checked by the caller. */
+static void search(rex_kn_corpus *const *corpora, size_t nc, const float *qv, const char *query,
+                   size_t qlen, const struct rex_kn_search_opts *o, rex_kn_hit *hits,
+                   size_t *nhits) {
     for (size_t c = 0; c < nc; c++)
         rex_kn_corpus_seal(corpora[c]);
 
     float a, b;
     weights(o, &a, &b);
-    float qv[REX_KN_DIMS];
-    rex_kn_embed(corpora[0]->model, query, qlen, qv);
-    normalize(qv);
     float **lex = lexical(corpora, nc, query, qlen, o->ranking);
     rex__kn_dot_f32_fn dot = rex__kn_dot_f32_kernel(o->kernel);
     heap h = {rex_malloc(o->top_k * sizeof(cand)), 0, o->top_k};
     float buf[BLOCK];
 
-    if (a == 0) {
+    if (a == 0 || !qv) {
         for (size_t c = 0; c < nc; c++)
             for (size_t i = 0; i < corpora[c]->n; i++) {
                 cand x = {combine(a, b, 0, lex[c][i]), 0, lex[c][i], (uint32_t)c, (uint32_t)i,
@@ -301,7 +293,7 @@ int rex_kn_search(rex_kn_corpus *const *corpora, size_t nc, const char *query, s
         sift_down(&h, 0);
         const rex_kn_corpus *cp = corpora[worst.corpus];
         float cs = worst.cos;
-        if (a == 0) /* bm25 ranking: report the cosine of the hits anyway */
+        if (a == 0 && qv) /* bm25 ranking: report the cosine of the hits anyway */
             dot(qv, cp->vec + (size_t)worst.idx * REX_KN_DIMS, 1, REX_KN_DIMS, &cs);
         hits[k - 1] =
             (rex_kn_hit){worst.corpus, worst.idx, cp->tags[worst.idx], worst.score, cs, worst.lex};
@@ -309,7 +301,48 @@ int rex_kn_search(rex_kn_corpus *const *corpora, size_t nc, const char *query, s
     *nhits = n;
     rex_free(h.v);
     free_lex(lex, nc);
+}
+
+static int check_args(rex_kn_corpus *const *corpora, size_t nc, const char *query, size_t qlen,
+                      const struct rex_kn_search_opts *o) {
+    if (check_opts(o) || check_query(query, qlen) || (nc && !corpora))
+        return REX_EINVAL;
+    for (size_t c = 0; c < nc; c++)
+        if (!corpora[c] || corpora[c]->model != corpora[0]->model)
+            return REX_EINVAL; /* mixed embedding models cannot be compared */
     return 0;
+}
+
+int rex_kn_search_vec(rex_kn_corpus *const *corpora, size_t nc, const float *qvec,
+                      const char *query, size_t qlen, const struct rex_kn_search_opts *o,
+                      rex_kn_hit *hits, size_t *nhits) {
+    *nhits = 0;
+    if (check_args(corpora, nc, query, qlen, o))
+        return REX_EINVAL;
+    float qv[REX_KN_DIMS];
+    if (qvec) {
+        for (size_t d = 0; d < REX_KN_DIMS; d++) {
+            if (!isfinite(qvec[d]))
+                return REX_EINVAL;
+            qv[d] = qvec[d];
+        }
+        normalize(qv);
+    }
+    if (nc)
+        search(corpora, nc, qvec ? qv : NULL, query, qlen, o, hits, nhits);
+    return 0;
+}
+
+int rex_kn_search(rex_kn_corpus *const *corpora, size_t nc, const char *query, size_t qlen,
+                  const struct rex_kn_search_opts *o, rex_kn_hit *hits, size_t *nhits) {
+    *nhits = 0;
+    if (check_args(corpora, nc, query, qlen, o))
+        return REX_EINVAL;
+    if (!nc)
+        return 0;
+    float qv[REX_KN_DIMS];
+    rex_kn_embed(corpora[0]->model, query, qlen, qv);
+    return rex_kn_search_vec(corpora, nc, qv, query, qlen, o, hits, nhits);
 }
 
 int rex_kn_score_all(rex_kn_corpus *c, const char *query, size_t qlen,

@@ -1,11 +1,12 @@
 /* rex-worker knowledge core: chunking, embeddings, BM25, exact top-K over a corpus cache.
  *
- * Everything here is pure computation: no I/O, and no shared mutable state except caches
- * (which lock), a per-thread scratch table and the CPU features detected once. Errors follow rex.h:
- * 0 on success, a negative REX_E* code otherwise. Text is UTF-8; functions taking text reject
- * invalid UTF-8 and NUL bytes with REX_EINVAL (PostgreSQL text cannot hold either, so a document
- * that has them could not be stored anyway). docs/knowledge.md describes the models and the
- * ranking. */
+ * Everything here is pure computation: no I/O (except one log warning from rex_kn_cache_shared),
+ * no threads (except those rex_kn_corpus_add_batch starts and joins within the call), and no
+ * shared mutable state except caches (which lock; one of them process-wide), a per-thread scratch
+ * table and the CPU features detected once. Errors follow rex.h: 0 on success, a negative
+ * REX_E* code otherwise. Text is UTF-8; functions taking text reject invalid UTF-8 and NUL bytes
+ * with REX_EINVAL (PostgreSQL text cannot hold either, so a document that has them could not be
+ * stored anyway). docs/knowledge.md describes the models and the ranking. */
 #ifndef REX_KNOWLEDGE_H
 #define REX_KNOWLEDGE_H
 
@@ -104,6 +105,16 @@ int rex_kn_corpus_new(int model, rex_kn_corpus **out);
  * invalid UTF-8 or a non-finite vector. */
 int rex_kn_corpus_add(rex_kn_corpus *c, const char *id, const char *content, size_t content_len,
                       const float *vec, int64_t tag);
+/* Adds n chunks, as n calls rex_kn_corpus_add(c, ids[i], contents[i], lens[i], vecs[i], tags[i])
+ * in order would (the same corpus to the bit), computing the vectors of rows without one (vecs
+ * NULL, or vecs[i] NULL: embedded with the corpus model) with up to `threads` threads: the
+ * caller's and threads - 1 it starts and joins before returning (threads <= 1: the caller's
+ * only). Nothing is kept of the arrays after the call; tags NULL = all 0. All or nothing:
+ * REX_EINVAL (nothing added) after seal, or if any row has a NULL id, invalid UTF-8 or a
+ * non-finite vector. The corpus must not be used by another thread during the call. */
+int rex_kn_corpus_add_batch(rex_kn_corpus *c, size_t n, const char *const *ids,
+                            const char *const *contents, const size_t *lens,
+                            const float *const *vecs, const int64_t *tags, int threads);
 /* Freezes the corpus: builds the lexical statistics and the int8 form. Searching an unsealed
  * corpus seals it. After sealing the corpus is read-only and may be searched from any thread. */
 void rex_kn_corpus_seal(rex_kn_corpus *c);
@@ -157,6 +168,20 @@ typedef struct rex_kn_hit {
 int rex_kn_search(rex_kn_corpus *const *corpora, size_t ncorpora, const char *query, size_t qlen,
                   const struct rex_kn_search_opts *opts, rex_kn_hit *hits, size_t *nhits);
 
+/* rex_kn_search with the caller's query vector: the same checks, scan, rankings, BM25
+ * normalization and tie order, but the semantic score of a chunk is its dot product with qvec
+ * (REX_KN_DIMS floats, e.g. a provider embedding zero-padded to 1536, as stored in the corpus) in
+ * place of the cosine with the corpus model's embedding of the query. qvec is L2-normalized here
+ * (on a copy, as rex_kn_search normalizes its query embedding; an all-zero vector stays zero),
+ * so the dot product is the cosine whatever the vector's norm. qvec NULL: no semantic part, the
+ * semantic score is 0 for every chunk (use REX_KN_RANK_BM25, e.g. when the query could not be
+ * embedded). The query text still feeds the lexical score and is checked as for rex_kn_search.
+ * rex_kn_search is this function with qvec = the corpus model's embedding of the query. REX_EINVAL:
+ * as rex_kn_search, or a non-finite value in qvec (nothing filled). */
+int rex_kn_search_vec(rex_kn_corpus *const *corpora, size_t ncorpora, const float *qvec,
+                      const char *query, size_t qlen, const struct rex_kn_search_opts *opts,
+                      rex_kn_hit *hits, size_t *nhits);
+
 /* Scores every chunk of one corpus (same scores as rex_kn_search): out[rex_kn_corpus_size]. */
 int rex_kn_score_all(rex_kn_corpus *c, const char *query, size_t qlen,
                      const struct rex_kn_search_opts *opts, float *out);
@@ -186,6 +211,14 @@ int rex_kn_cache_put(rex_kn_cache *cache, const char *key, const char *version,
                      rex_kn_corpus *corpus);
 /* Drops the entry under key (corpus changed or deleted). Returns 1 if there was one. */
 int rex_kn_cache_invalidate(rex_kn_cache *cache, const char *key);
+
+/* The process-wide cache, shared by every thread and Lua state of the process: created on the
+ * first call (thread-safe), never freed (do not pass it to rex_kn_cache_free). Bounded by the
+ * environment variable KNOWLEDGE_CACHE_MB read at that first call: a whole number of MiB
+ * (decimal digits), default REX_KN_CACHE_MB_DEFAULT, 0 = unbounded; any other value logs a
+ * warning and gives the default. */
+#define REX_KN_CACHE_MB_DEFAULT 1024
+rex_kn_cache *rex_kn_cache_shared(void);
 
 struct rex_kn_cache_stats {
     size_t bytes, max_bytes, entries;

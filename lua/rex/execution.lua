@@ -828,12 +828,20 @@ function M.process(job)
         end
 
         local trigger = is_record(data.triggerPayload) and data.triggerPayload or {}
-        -- knowledge stays in memory for the execution (persisting it is not part of this
-        -- handler yet); the runtime is created on first use only
+        -- knowledge in PostgreSQL (rex.knowledge.pg), with the retrieval settings of the
+        -- resolved domain config (6.5 step 1); created on first use only
         local kn
         local function knowledge()
             if not kn then
-                kn = require("rex.cli_run").knowledge_runtime({})
+                local retr = is_record(domain_config.retrieval) and domain_config.retrieval or false
+                kn = require("rex.knowledge.pg").new(x.db, {
+                    tenant_id = x.tenant, retrieval = retr,
+                    candidate_multiplier = retr and finite_number(retr.candidateMultiplier),
+                    get_api_key = function(provider)
+                        return x:get_api_key(provider)
+                    end,
+                    http_allowlist = os.getenv("REX_HTTP_ALLOWLIST"),
+                }):callbacks()
             end
             return kn
         end

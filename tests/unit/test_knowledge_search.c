@@ -5,6 +5,7 @@
 #include <rex/knowledge.h>
 #include <rex/rex.h>
 
+#include "knowledge/corpus.h"
 #include "knowledge/kn.h"
 
 #include <math.h>
@@ -334,4 +335,176 @@ TEST(cache_concurrent_readers) {
     rex_kn_cache_free(r.cache);
     for (int i = 0; i < 3; i++)
         rex_kn_corpus_release(cs[i]);
+}
+
+/* rex_kn_search_vec with the corpus model's own embedding of the query is rex_kn_search, hit for
+ * hit and bit for bit, in every ranking, kernel and scan, over one corpus and over several. */
+static void same_hits_exactly(const rex_kn_hit *a, size_t na, const rex_kn_hit *b, size_t nb) {
+    CHECK_INT(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        CHECK_INT(a[i].corpus, b[i].corpus);
+        CHECK_INT(a[i].index, b[i].index);
+        CHECK_INT(a[i].tag, b[i].tag);
+        CHECK(!memcmp(&a[i].score, &b[i].score, sizeof(float)));
+        CHECK(!memcmp(&a[i].semantic, &b[i].semantic, sizeof(float)));
+        CHECK(!memcmp(&a[i].lexical, &b[i].lexical, sizeof(float)));
+    }
+}
+
+static void search_vec_is_search(int model) {
+    rex_kn_corpus *cs[3];
+    cs[0] = random_corpus(1500, model);
+    cs[1] = random_corpus(400, model);
+    cs[2] = random_corpus(300, model);
+    const char *queries[] = {"the tied text alpha1 beta2", "gamma7 delta3 omega", "kappa", "the"};
+    for (size_t qi = 0; qi < 4; qi++) {
+        const char *q = queries[qi];
+        float qv[REX_KN_DIMS]; /* as the model gives it: rex-hash vectors are not normalized */
+        CHECK_INT(rex_kn_embed(model, q, strlen(q), qv), 0);
+        for (size_t nc = 1; nc <= 3; nc += 2)
+            for (int rank = 0; rank <= REX_KN_RANK_ORIGINAL; rank++)
+                for (int k = REX_KN_KERNEL_SCALAR; k <= REX_KN_KERNEL_AVX512; k++)
+                    for (int exact = 0; exact <= 1; exact++) {
+                        struct rex_kn_search_opts o = {40, rank, 0, k, exact};
+                        rex_kn_hit ref[40], got[40];
+                        size_t nref, ngot;
+                        CHECK_INT(rex_kn_search(cs, nc, q, strlen(q), &o, ref, &nref), 0);
+                        CHECK_INT(rex_kn_search_vec(cs, nc, qv, q, strlen(q), &o, got, &ngot), 0);
+                        CHECK_INT(nref, 40);
+                        same_hits_exactly(ref, nref, got, ngot);
+                    }
+    }
+    for (int i = 0; i < 3; i++)
+        rex_kn_corpus_release(cs[i]);
+}
+
+TEST(search_vec_is_search_lex_model) {
+    search_vec_is_search(REX_KN_MODEL_LEX_V1);
+}
+
+TEST(search_vec_is_search_hash_model) {
+    search_vec_is_search(REX_KN_MODEL_HASH_V1);
+}
+
+/* Provider-like vectors: dense, 1024 dimensions zero-padded to 1536, stored as given. The query
+ * vector is a perturbed row, not normalized. Every kernel and both scans give the same hits, the
+ * semantic score is the float32 cosine with the normalized query, and nothing outside the top-K
+ * scores higher. */
+static float gauss(void) {
+    return (float)(((double)(next() % 1000) + (double)(next() % 1000) + (double)(next() % 1000)) /
+                       1500.0 -
+                   1.0);
+}
+
+TEST(search_vec_provider_vectors) {
+    size_t n = 2000, dims = 1024;
+    rex_kn_corpus *c;
+    CHECK_INT(rex_kn_corpus_new(REX_KN_MODEL_LEX_V1, &c), 0);
+    float *rows = rex_calloc(n * REX_KN_DIMS, sizeof(float));
+    static const char *words[] = {"refund", "policy", "shipping", "order", "invoice", "warranty"};
+    for (size_t i = 0; i < n; i++) {
+        for (size_t d = 0; d < dims; d++)
+            rows[i * REX_KN_DIMS + d] = gauss();
+        char id[32], text[128];
+        snprintf(id, sizeof(id), "p-%05zu", (i * 7919) % n);
+        int len = snprintf(text, sizeof(text), "%s %s %s", words[next() % 6], words[next() % 6],
+                           words[next() % 6]);
+        CHECK_INT(rex_kn_corpus_add(c, id, text, (size_t)len, rows + i * REX_KN_DIMS, (int64_t)i),
+                  0);
+    }
+    rex_kn_corpus_seal(c);
+    float qv[REX_KN_DIMS] = {0}, qn[REX_KN_DIMS];
+    for (size_t d = 0; d < dims; d++)
+        qv[d] = 3.0f * rows[777 * REX_KN_DIMS + d] + 0.5f * gauss();
+    double s = 0;
+    for (size_t d = 0; d < REX_KN_DIMS; d++)
+        s = fma((double)qv[d], (double)qv[d], s);
+    for (size_t d = 0; d < REX_KN_DIMS; d++)
+        qn[d] = (float)((double)qv[d] / sqrt(s));
+    const char *q = "refund policy";
+    for (int rank = 0; rank <= REX_KN_RANK_ORIGINAL; rank++) {
+        struct rex_kn_search_opts o = {25, rank, 0, REX_KN_KERNEL_SCALAR, 1};
+        rex_kn_hit ref[25], got[25];
+        size_t nref, ngot;
+        CHECK_INT(rex_kn_search_vec(&c, 1, qv, q, strlen(q), &o, ref, &nref), 0);
+        CHECK_INT(nref, 25);
+        for (int k = REX_KN_KERNEL_SCALAR; k <= REX_KN_KERNEL_AVX512; k++)
+            for (int exact = 0; exact <= 1; exact++) {
+                o.kernel = k;
+                o.exact_f32 = exact;
+                CHECK_INT(rex_kn_search_vec(&c, 1, qv, q, strlen(q), &o, got, &ngot), 0);
+                same_hits_exactly(ref, nref, got, ngot);
+            }
+        if (rank == REX_KN_RANK_COSINE)
+            CHECK_INT(ref[0].index, 777);
+        if (rank == REX_KN_RANK_ORIGINAL)
+            continue; /* its lexical part (word overlap) is not available alone */
+        /* brute force: scalar cosines with the normalized query, BM25 / max from score_all */
+        float *cos = rex_malloc(n * sizeof(float)), *lex = rex_malloc(n * sizeof(float));
+        rex__kn_dot_f32_kernel(REX_KN_KERNEL_SCALAR)(qn, c->vec, n, REX_KN_DIMS, cos);
+        struct rex_kn_search_opts lo = {1, REX_KN_RANK_BM25, 0, 0, 1};
+        CHECK_INT(rex_kn_score_all(c, q, strlen(q), &lo, lex), 0);
+        float a = rank == REX_KN_RANK_COSINE ? 1.0f : rank == REX_KN_RANK_BM25 ? 0.0f : 0.5f;
+        for (size_t i = 0; i < nref; i++) {
+            /* renormalizing may change the last bit of a few query values: not bit for bit */
+            CHECK(fabsf(ref[i].semantic - cos[ref[i].index]) < 1e-6f);
+            CHECK(ref[i].lexical == lex[ref[i].index]);
+            CHECK(fabsf(ref[i].score - (a * cos[ref[i].index] + (1 - a) * lex[ref[i].index])) <
+                  1e-5f);
+            if (i)
+                CHECK(ref[i - 1].score >= ref[i].score);
+        }
+        size_t better = 0;
+        for (size_t i = 0; i < n; i++)
+            if (a * cos[i] + (1 - a) * lex[i] > ref[nref - 1].score + 1e-5f)
+                better++;
+        CHECK(better < nref); /* nothing outside the top-K beats it */
+        rex_free(cos);
+        rex_free(lex);
+    }
+    rex_free(rows);
+    rex_kn_corpus_release(c);
+}
+
+/* qvec NULL: no semantic part. bm25 gives rex_kn_search's bm25 hits with semantic 0; hybrid
+ * scores are the lexical part alone; a non-finite qvec is refused. */
+TEST(search_vec_without_vector) {
+    rex_kn_corpus *cs[2] = {random_corpus(800, REX_KN_MODEL_LEX_V1),
+                            random_corpus(300, REX_KN_MODEL_LEX_V1)};
+    const char *q = "gamma7 delta3 omega kappa1";
+    struct rex_kn_search_opts o = {30, REX_KN_RANK_BM25, 0, 0, 0};
+    rex_kn_hit ref[30], got[30];
+    size_t nref, ngot;
+    CHECK_INT(rex_kn_search(cs, 2, q, strlen(q), &o, ref, &nref), 0);
+    for (int k = REX_KN_KERNEL_SCALAR; k <= REX_KN_KERNEL_AVX512; k++)
+        for (int exact = 0; exact <= 1; exact++) {
+            o.kernel = k;
+            o.exact_f32 = exact;
+            CHECK_INT(rex_kn_search_vec(cs, 2, NULL, q, strlen(q), &o, got, &ngot), 0);
+            CHECK_INT(ngot, nref);
+            for (size_t i = 0; i < ngot; i++) {
+                CHECK_INT(got[i].corpus, ref[i].corpus);
+                CHECK_INT(got[i].index, ref[i].index);
+                CHECK(got[i].score == ref[i].score && got[i].lexical == ref[i].lexical);
+                CHECK(got[i].semantic == 0.0f);
+            }
+        }
+    CHECK(ref[0].score == 1.0f); /* BM25 normalized by the highest in scope (both corpora) */
+    o.ranking = REX_KN_RANK_HYBRID;
+    CHECK_INT(rex_kn_search_vec(cs, 2, NULL, q, strlen(q), &o, got, &ngot), 0);
+    for (size_t i = 0; i < ngot; i++) {
+        CHECK_INT(got[i].index, ref[i].index);
+        CHECK(got[i].score == 0.5f * got[i].lexical && got[i].semantic == 0.0f);
+    }
+    float bad[REX_KN_DIMS] = {0};
+    bad[100] = INFINITY;
+    CHECK_INT(rex_kn_search_vec(cs, 2, bad, q, strlen(q), &o, got, &ngot), REX_EINVAL);
+    CHECK_INT(ngot, 0);
+    CHECK_INT(rex_kn_search_vec(cs, 2, NULL, "  ", 2, &o, got, &ngot), REX_EINVAL);
+    /* an all-zero vector: cosine 0 everywhere, like a query without features */
+    float zero[REX_KN_DIMS] = {0};
+    CHECK_INT(rex_kn_search_vec(cs, 2, zero, q, strlen(q), &o, got, &ngot), 0);
+    CHECK(got[0].semantic == 0.0f && got[0].index == ref[0].index);
+    rex_kn_corpus_release(cs[0]);
+    rex_kn_corpus_release(cs[1]);
 }

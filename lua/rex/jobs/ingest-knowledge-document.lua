@@ -1,8 +1,31 @@
--- ingest-knowledge-document: REX's job. Its real handler comes with the engine, store and knowledge work; until then the
--- job fails without retries and says why (a custom handler of the same name in REX_JOBS_PATH
--- replaces this one).
+-- ingest-knowledge-document: REX's job (rex-behaviour.md §6.7 with decisions.md §5): chunks and
+-- embeds a knowledge_documents row into knowledge_chunks and recomputes its corpus's status. The
+-- work lives in lua/rex/knowledge/pg.lua; a custom handler of the same name in REX_JOBS_PATH
+-- replaces this one.
+--
+-- Errors: a bad payload, a missing document or content that cannot be chunked fail the job
+-- without retries (no retry can change them); a database or provider failure fails the attempt
+-- and BullMQ retries it (a later success recomputes the corpus status).
 local rex = require("rex")
+local store = require("rex.store")
+local kpg = require("rex.knowledge.pg")
 
 return function(job)
-    rex.unrecoverable("ingest-knowledge-document is not built yet in this version of rex-worker (" .. rex.version .. ")")
+    if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
+        rex.unrecoverable("ingest-knowledge-document needs DATABASE_URL (PostgreSQL) and it is not "
+            .. "set")
+    end
+    local ok, db = pcall(store.get)
+    if not ok then
+        error("PostgreSQL unavailable: " .. tostring(type(db) == "table" and db.message or db), 0)
+    end
+    local rok, res = pcall(kpg.ingest_job, db, job)
+    if rok then
+        return res
+    end
+    local msg = type(res) == "table" and tostring(res.message) or tostring(res)
+    if type(res) == "table" and res.unrecoverable then
+        rex.unrecoverable(msg)
+    end
+    error(msg, 0)
 end

@@ -52,6 +52,8 @@ local types = {
     rex_kn_corpus_new = "int (*)(int, rex_kn_corpus **)",
     rex_kn_corpus_add = "int (*)(rex_kn_corpus *, const char *, const char *, size_t, "
         .. "const float *, int64_t)",
+    rex_kn_corpus_add_batch = "int (*)(rex_kn_corpus *, size_t, const char *const *, "
+        .. "const char *const *, const size_t *, const float *const *, const int64_t *, int)",
     rex_kn_corpus_seal = "void (*)(rex_kn_corpus *)",
     rex_kn_corpus_size = "size_t (*)(const rex_kn_corpus *)",
     rex_kn_corpus_model = "int (*)(const rex_kn_corpus *)",
@@ -62,6 +64,8 @@ local types = {
     rex_kn_corpus_release = "void (*)(rex_kn_corpus *)",
     rex_kn_search = "int (*)(rex_kn_corpus *const *, size_t, const char *, size_t, "
         .. "const struct rex_kn_search_opts *, rex_kn_hit *, size_t *)",
+    rex_kn_search_vec = "int (*)(rex_kn_corpus *const *, size_t, const float *, const char *, "
+        .. "size_t, const struct rex_kn_search_opts *, rex_kn_hit *, size_t *)",
     rex_kn_score_all = "int (*)(rex_kn_corpus *, const char *, size_t, "
         .. "const struct rex_kn_search_opts *, float *)",
     rex_kn_kernel_best = "int (*)(void)",
@@ -73,6 +77,7 @@ local types = {
     rex_kn_cache_put = "int (*)(rex_kn_cache *, const char *, const char *, rex_kn_corpus *)",
     rex_kn_cache_invalidate = "int (*)(rex_kn_cache *, const char *)",
     rex_kn_cache_stats = "void (*)(rex_kn_cache *, struct rex_kn_cache_stats *)",
+    rex_kn_cache_shared = "rex_kn_cache *(*)(void)",
     rex_kn_vector_literal = "char *(*)(const double *, size_t, size_t *)",
     rex_kn_vector_parse = "int (*)(const char *, size_t, float *, size_t, size_t *)",
     rex_free = "void (*)(void *)",

@@ -44,6 +44,7 @@ end
 local chunk_opts = ffi.typeof("struct rex_kn_chunk_opts")
 local chunks_pp = ffi.typeof("rex_kn_chunks *[1]")
 local size_p = ffi.typeof("size_t[1]")
+local size_arr = ffi.typeof("size_t[?]")
 
 -- Chunks a document. opts: size (1200), overlap (200), empty_heading ("page": a `#` heading that
 -- is empty gives section "page-<n>" (runtime ingestion, default); "empty": "" (ingestion job)).
@@ -83,6 +84,37 @@ function knowledge.chunk(text, opts)
 end
 
 local vec_t = ffi.typeof("float[1536]")
+local flt_vla = ffi.typeof("float[?]")
+local ffi_istype, ffi_sizeof = ffi.istype, ffi.sizeof
+local math_huge = math.huge
+
+-- A vector argument as a float[1536] the C core can read: float[1536] cdata (or a float[?] of
+-- 1536) as it is; a Lua array of up to 1536 finite numbers copied and zero-padded (the C core
+-- normalizes). Returns the cdata, or nil, err.
+local function to_vec(v, what)
+    if type(v) == "cdata" then
+        if ffi_istype(vec_t, v) or (ffi_istype(flt_vla, v) and ffi_sizeof(v) == 4 * C.DIMS) then
+            return v
+        end
+        return nil, what .. " must be a float[1536] cdata or an array of numbers"
+    end
+    if type(v) ~= "table" then
+        return nil, what .. " must be a float[1536] cdata or an array of numbers"
+    end
+    local n = #v
+    if n > C.DIMS then
+        return nil, ("%s has %d values (at most %d)"):format(what, n, C.DIMS)
+    end
+    local out = vec_t()
+    for i = 1, n do
+        local x = v[i]
+        if type(x) ~= "number" or x ~= x or x == math_huge or x == -math_huge then
+            return nil, ("%s value %d is not a finite number"):format(what, i)
+        end
+        out[i - 1] = x
+    end
+    return out
+end
 
 -- Embeds text: a float[1536] cdata, or nil, err.
 function knowledge.embed(model, text)
@@ -185,6 +217,56 @@ function Corpus:add(id, content, vec, tag)
     return true
 end
 
+local str_arr = ffi.typeof("const char *[?]")
+local vecp_arr = ffi.typeof("const float *[?]")
+local i64_arr = ffi.typeof("int64_t[?]")
+
+-- Adds rows in order, as :add for each would (the same corpus), embedding the rows without a
+-- vector with up to `threads` threads (default 1: this thread only). rows: an array of {id,
+-- content, vec (nil = embed the content; float[1536] cdata or an array of numbers), tag}.
+-- All or nothing: returns true, or nil, err (nothing added).
+function Corpus:add_batch(rows, threads)
+    if type(rows) ~= "table" then
+        return nil, "rows must be an array"
+    end
+    local n = #rows
+    if n == 0 then
+        return true
+    end
+    local ids, contents, lens = str_arr(n), str_arr(n), size_arr(n)
+    local vecs, tags = vecp_arr(n), i64_arr(n)
+    -- ids and vecs point into these strings and vectors: `keep` holds them until the C call (which
+    -- does not enter Lua, so no collection can run during it)
+    local keep = {}
+    local any_vec = false
+    for i = 1, n do
+        local r = rows[i]
+        if type(r) ~= "table" or r.id == nil or type(r.content) ~= "string" then
+            return nil, ("row %d needs an id and a string content"):format(i)
+        end
+        local id = tostring(r.id)
+        keep[#keep + 1] = id
+        ids[i - 1], contents[i - 1], lens[i - 1] = id, r.content, #r.content
+        if r.vec ~= nil then
+            local v, err = to_vec(r.vec, ("row %d vec"):format(i))
+            if not v then
+                return nil, err
+            end
+            keep[#keep + 1] = v
+            vecs[i - 1] = v
+            any_vec = true
+        end
+        tags[i - 1] = r.tag or 0
+    end
+    local t = floor(tonumber(threads) or 1)
+    if C.corpus_add_batch(self.ptr, n, ids, contents, lens, any_vec and vecs or nil, tags, t) ~= 0
+    then
+        return nil, "cannot add the rows (corpus sealed, a content not valid UTF-8 or a vector "
+            .. "not finite)"
+    end
+    return true
+end
+
 function Corpus:seal()
     C.corpus_seal(self.ptr)
 end
@@ -207,9 +289,12 @@ local corpora_t = ffi.typeof("rex_kn_corpus *[?]")
 
 -- Exact top-K over corpora (an array of Corpus of one model). opts: topK (8, 1..1000), ranking
 -- ("hybrid" | "cosine" | "bm25" | "original"), weight (cosine weight of hybrid), kernel ("auto" |
--- "scalar" | "avx2" | "avx512"), exact (true: float32 scan only). Returns an array of {corpus
--- (1-based position in corpora), index (1-based chunk), tag, score, semantic, lexical}, best
--- first, or nil, err.
+-- "scalar" | "avx2" | "avx512"), exact (true: float32 scan only), query_vector (the query's
+-- vector for corpora holding provider embeddings: float[1536] cdata or an array of up to 1536
+-- numbers, zero-padded and L2-normalized; the semantic score is then its cosine with the chunk
+-- vectors instead of the corpus model's embedding of the query; false = no semantic part,
+-- semantic score 0, for ranking "bm25"). Returns an array of {corpus (1-based position in
+-- corpora), index (1-based chunk), tag, score, semantic, lexical}, best first, or nil, err.
 function knowledge.search(corpora, query, opts)
     opts = opts or {}
     if type(query) ~= "string" then
@@ -240,7 +325,21 @@ function knowledge.search(corpora, query, opts)
     end
     local o = search_opts(k, ranking, opts.weight or 0, kernel, opts.exact and 1 or 0)
     local hits, nh = hits_t(k), size_p()
-    if C.search(arr, n, query, #query, o, hits, nh) ~= 0 then
+    local qv = opts.query_vector
+    local rc
+    if qv == nil then
+        rc = C.search(arr, n, query, #query, o, hits, nh)
+    else
+        if qv ~= false then
+            local err
+            qv, err = to_vec(qv, "query_vector")
+            if not qv then
+                return nil, err
+            end
+        end
+        rc = C.search_vec(arr, n, qv or nil, query, #query, o, hits, nh)
+    end
+    if rc ~= 0 then
         return nil, "query is not valid UTF-8 or is empty"
     end
     local res = {}
@@ -262,6 +361,17 @@ Cache.__index = Cache
 -- A corpus cache bounded by max_bytes (0 = unbounded), least recently used evicted.
 function knowledge.cache(max_bytes)
     return setmetatable({ ptr = ffi_gc(C.cache_new(max_bytes or 0), C.cache_free) }, Cache)
+end
+
+local shared
+
+-- The process-wide cache (rex_kn_cache_shared): one for every Lua state and thread of the process,
+-- bounded by KNOWLEDGE_CACHE_MB (MiB, default 1024, 0 = unbounded), never freed.
+function knowledge.shared_cache()
+    if not shared then
+        shared = setmetatable({ ptr = C.cache_shared(), shared = true }, Cache)
+    end
+    return shared
 end
 
 -- The Corpus stored under key with this version, or nil.
