@@ -8,6 +8,8 @@
 #   scripts/services.sh restart-redis [DIR]   stops Redis by PID and starts it again, same port
 #   scripts/services.sh restart-postgres [DIR] stops PostgreSQL by PID (fast shutdown) and starts it
 #                                      again on the same port and data directory
+#   scripts/services.sh stop-postgres [DIR]    the first half of restart-postgres (an outage)
+#   scripts/services.sh start-postgres [DIR]   the second half: same port and data directory
 #
 # The servers only listen on 127.0.0.1, keep no data on disk beyond DIR, and are checked to be
 # ours (Redis INFO process_id and PostgreSQL data_directory) before anything uses them.
@@ -130,21 +132,34 @@ cmd_restart_redis() {
   echo "export REDIS_PID=$(cat "$T/redis.pid")"
 }
 
-cmd_restart_postgres() {
-  local T=${1:-${REX_SERVICES_DIR:-}}
-  [[ -n "$T" && -f "$T/pg.port" && -d "$T/pg/data" ]] || die "restart-postgres: no services directory given"
-  local pport pid run=()
-  pport=$(cat "$T/pg.port")
-  [[ $(id -u) -eq 0 ]] && run=(runuser -u postgres --)
+pg_dir() { # DIR -> checks it is a services directory with PostgreSQL
+  [[ -n "$1" && -f "$1/pg.port" && -d "$1/pg/data" ]] || die "$2: no services directory given"
+}
+
+cmd_stop_postgres() {
+  local T=${1:-${REX_SERVICES_DIR:-}} pid
+  pg_dir "$T" stop-postgres
   if [[ -s "$T/pg/data/postmaster.pid" ]]; then
     pid=$(head -1 "$T/pg/data/postmaster.pid")
     kill -INT "$pid" 2>/dev/null || true
     wait_gone "$pid" || die "postgres ($pid) did not stop"
   fi
+}
+
+cmd_start_postgres() {
+  local T=${1:-${REX_SERVICES_DIR:-}} pport run=()
+  pg_dir "$T" start-postgres
+  pport=$(cat "$T/pg.port")
+  [[ $(id -u) -eq 0 ]] && run=(runuser -u postgres --)
   "${run[@]}" "$PGBIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/server.log" -w -t 30 \
     -o "-p $pport -k $T/pg -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
-    start >/dev/null 2>&1 || { tail -20 "$T/pg/server.log" >&2; die "postgres failed to restart"; }
+    start >/dev/null 2>&1 || { tail -20 "$T/pg/server.log" >&2; die "postgres failed to start"; }
   echo "export PG_PID=$(head -1 "$T/pg/data/postmaster.pid")"
+}
+
+cmd_restart_postgres() {
+  cmd_stop_postgres "${1:-}"
+  cmd_start_postgres "${1:-}"
 }
 
 case "${1:-}" in
@@ -152,5 +167,7 @@ case "${1:-}" in
   stop) cmd_stop "${2:-}" ;;
   restart-redis) cmd_restart_redis "${2:-}" ;;
   restart-postgres) cmd_restart_postgres "${2:-}" ;;
-  *) echo "usage: $0 start | stop [DIR] | restart-redis [DIR] | restart-postgres [DIR]" >&2; exit 2 ;;
+  stop-postgres) cmd_stop_postgres "${2:-}" ;;
+  start-postgres) cmd_start_postgres "${2:-}" ;;
+  *) echo "usage: $0 start | stop [DIR] | restart-redis [DIR] | restart-postgres [DIR] | stop-postgres [DIR] | start-postgres [DIR]" >&2; exit 2 ;;
 esac

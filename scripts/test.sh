@@ -126,7 +126,8 @@ if want san && [[ -z "${REX_TEST_NO_SAN:-}" ]]; then
       echo "== interop worker scenarios with the sanitizer build"
       node_layer "interop (asan)" REX_WORKER_BIN="$ROOT/build-san/rex-worker" WORKER_IMPL=rex \
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
-        -- tests/interop/worker/basic.test.js tests/interop/worker/lifecycle.test.js tests/interop/worker/locks.test.js
+        -- tests/interop/worker/basic.test.js tests/interop/worker/lifecycle.test.js tests/interop/worker/locks.test.js \
+        tests/interop/execute/pending-final.test.js
     fi
   else
     tail -40 build-san.configure.log build-san.build.log 2>/dev/null

@@ -6,6 +6,9 @@
 #include <rex/rex.h>
 #include <rex/runtime.h>
 
+#include <rex/queue.h>
+
+#include <hiredis/hiredis.h>
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -15,7 +18,9 @@
 struct tctx {
     rex_lstate *ls;
     rex_mailbox *mailbox;
-    int process_ref; /* rex.worker.process */
+    int process_ref;              /* rex.worker.process */
+    const struct rex_config *cfg; /* the worker's, outlives the thread */
+    redisContext *redis;          /* this thread's own blocking connection, NULL until used */
 };
 
 void rex__job_free(struct rex_job *job) {
@@ -68,12 +73,75 @@ static int l_emit(lua_State *L) {
     return 0;
 }
 
+/* A Redis reply as a Lua value: strings and status as strings, integers as numbers, nil as false,
+ * arrays as tables (depth-first). */
+static void push_reply(lua_State *L, const redisReply *r) {
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        lua_pushlstring(L, r->str, r->len);
+        break;
+    case REDIS_REPLY_INTEGER:
+        lua_pushnumber(L, (lua_Number)r->integer);
+        break;
+    case REDIS_REPLY_ARRAY:
+        lua_createtable(L, (int)r->elements, 0);
+        for (size_t i = 0; i < r->elements; i++) {
+            push_reply(L, r->element[i]);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        break;
+    default:
+        lua_pushboolean(L, 0);
+    }
+}
+
+/* redis(arg1, arg2, ...) -> reply | nil, err. A blocking command on this worker thread's own
+ * connection (2 s timeout), for handlers that keep small records under the queue's keys (the
+ * execute-workflow pending-final journal). Connected on first use; dropped after an I/O error and
+ * connected again on the next call. Never touches the event loop's connections. */
+static int l_redis(lua_State *L) {
+    struct tctx *t = lua_touserdata(L, lua_upvalueindex(1));
+    int argc = lua_gettop(L);
+    if (argc < 1 || argc > 64)
+        return luaL_error(L, "redis: 1 to 64 arguments");
+    const char *argv[64];
+    size_t argvlen[64];
+    for (int i = 0; i < argc; i++)
+        argv[i] = luaL_checklstring(L, i + 1, &argvlen[i]);
+    char err[512];
+    if (!t->redis && rex_redis_connect_sync(&t->cfg->redis, 2000, &t->redis, err, sizeof(err))) {
+        t->redis = NULL;
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    redisReply *r = redisCommandArgv(t->redis, argc, argv, argvlen);
+    if (!r) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "Redis: %s", t->redis->errstr[0] ? t->redis->errstr : "no reply");
+        redisFree(t->redis);
+        t->redis = NULL;
+        return 2;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        lua_pushnil(L);
+        lua_pushlstring(L, r->str, r->len);
+        freeReplyObject(r);
+        return 2;
+    }
+    push_reply(L, r);
+    freeReplyObject(r);
+    return 1;
+}
+
 int rex__process_thread_init(void *ud, int index, void **out, char *err, size_t errlen) {
     const struct rex_worker_thread_opts *o = ud;
     const struct rex_config *cfg = o->cfg;
     (void)index;
     struct tctx *t = rex_calloc(1, sizeof(*t));
     t->mailbox = o->mailbox;
+    t->cfg = cfg;
     int rc = rex_lstate_new(NULL, &t->ls, err, errlen);
     if (rc) {
         rex_free(t);
@@ -96,6 +164,11 @@ int rex__process_thread_init(void *ud, int index, void **out, char *err, size_t 
     lua_pushlightuserdata(L, t);
     lua_pushcclosure(L, l_emit, 1);
     lua_setfield(L, -2, "emit");
+    lua_pushlightuserdata(L, t);
+    lua_pushcclosure(L, l_redis, 1);
+    lua_setfield(L, -2, "redis");
+    lua_pushfstring(L, "%s:%s", cfg->prefix, cfg->queue_name);
+    lua_setfield(L, -2, "queue_key");
     lua_pushstring(L, cfg->remove_on_complete);
     lua_setfield(L, -2, "remove_on_complete_json");
     lua_pushstring(L, cfg->remove_on_fail);
@@ -126,6 +199,8 @@ fail:
 void rex__process_thread_fini(void *tctx) {
     struct tctx *t = tctx;
     rex_lstate_close(t->ls);
+    if (t->redis)
+        redisFree(t->redis);
     rex_free(t);
 }
 

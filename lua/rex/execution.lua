@@ -20,7 +20,9 @@
 --   engine result completed/failed/canceled         -> written as is, job completes
 --   database failure (connection lost, timeouts, a failed step insert, ...) -> the execution is
 --     marked failed if the database still answers, and the job fails so BullMQ retries it; the
---     retry first deletes the earlier telemetry of the execution in one transaction.
+--     retry first deletes the earlier telemetry of the execution in one transaction. When the
+--     database does not answer on the last attempt, the final status goes to the Redis
+--     pending-final journal and is applied by a later job (see below, and docs/execution.md).
 local rex = require("rex")
 local util = require("rex.util")
 local store = require("rex.store")
@@ -647,15 +649,144 @@ local function fail_job(msg)
 end
 
 -- Best effort after a database failure: record the failure so no execution stays `running`
--- when the database still answers (a retry sets it running again).
-local function mark_failed_after_fault(id, msg)
+-- when the database still answers (a retry sets it running again). On the last attempt a row
+-- still `pending` (the pickup never got through) is ended too. Returns true when the database
+-- took the update.
+local function mark_failed_after_fault(id, msg, last)
     local ok, db = pcall(store.get)
     if not ok then
-        return
+        return false
     end
     pcall(db.sync, db)
-    pcall(db.exec, db, "UPDATE executions SET status = 'failed', finished_at = now(), "
-        .. "error_message = $2 WHERE id = $1 AND status = 'running'", { id, clean_message(msg) })
+    return (pcall(db.exec, db, "UPDATE executions SET status = 'failed', finished_at = now(), "
+        .. "error_message = $2 WHERE id = $1 AND status IN ('running', $3)",
+        { id, clean_message(msg), last and "pending" or "running" }))
+end
+
+---------------------------------------------------------------------------------------------------
+-- the pending-final journal: no execution left `running` forever
+--
+-- When an attempt fails for an infrastructure reason, the execution is marked failed if
+-- PostgreSQL still answers (above). When it does not answer and that attempt was the job's last
+-- (BullMQ will not run it again), nothing else would ever end the row, so the terminal update is
+-- written to Redis instead, where the job's own failure is being recorded at the same moment:
+--
+--   <prefix>:<queue>:rex:pending-final   hash: executionId -> JSON {status, error, jobId,
+--                                        attempts, at (ms since the epoch)}
+--
+-- Every execute-workflow job, on any worker thread of the queue, applies the journal as soon as
+-- it has a PostgreSQL connection (one HGETALL; the hash is empty in normal operation): each entry
+-- becomes `UPDATE executions SET status = 'failed', finished_at = <at>, error_message = <error>
+-- WHERE id = ... AND status IN ('pending', 'running')` and is deleted once PostgreSQL took it.
+-- A row that moved on meanwhile (canceled, or re-run and finished) is left as it is. Why Redis and
+-- not a sweep of `running` rows against BullMQ job states: the worker that saw the failure knows
+-- exactly which execution and why, whereas a sweep cannot tell a job of another queue, another
+-- job-id scheme or a removed failed job (removeOnFail) from a lost one. The key lives under the
+-- queue's prefix so it goes with the queue (Queue.obliterate).
+
+local PENDING_FINAL = ":rex:pending-final"
+
+local function journal()
+    local ok, w = pcall(require, "rex.worker")
+    if ok and type(w) == "table" and w.redis and w.queue_key then
+        return w.redis, w.queue_key .. PENDING_FINAL
+    end
+end
+M.PENDING_FINAL_SUFFIX = PENDING_FINAL
+
+local function is_last_attempt(job)
+    local opts = type(job.opts) == "table" and job.opts or {}
+    return (job.attempts_made or 0) + 1 >= (tonumber(opts.attempts) or 1)
+end
+
+-- Records the terminal update PostgreSQL could not take. Returns true when Redis has it.
+function M.record_pending_final(job, id, msg)
+    local redis, key = journal()
+    if not redis then
+        log.error("Execution left unfinished: PostgreSQL is unreachable and no Redis journal is "
+            .. "available", { executionId = id, error = msg })
+        return false
+    end
+    local attempts = (job.attempts_made or 0) + 1
+    local entry = json.encode({ status = "failed", jobId = job.id, attempts = attempts,
+        at = rex.now_ms(), error = clean_message(("Execution failed after %d attempt%s; the "
+            .. "failure was recorded while PostgreSQL was unreachable: %s"):format(attempts,
+            attempts == 1 and "" or "s", util.error_text(msg))) })
+    local r, err = redis("HSET", key, id, entry)
+    if r == nil then
+        log.error("Execution left unfinished: neither PostgreSQL nor Redis took its final status",
+            { executionId = id, error = msg, redisError = err })
+        return false
+    end
+    log.warn("Execution final status kept in Redis until PostgreSQL answers",
+        { executionId = id, journal = key, error = msg })
+    return true
+end
+
+-- Applies the journal through `db` (a live connection). Never raises; returns the number of
+-- executions updated and whether the whole journal went through.
+function M.apply_pending_final(db)
+    local redis, key = journal()
+    if not redis then
+        return 0
+    end
+    local list, err = redis("HGETALL", key)
+    if list == nil then
+        if store.first_time("pending-final-read") then
+            log.warn("Cannot read the pending-final journal", { journal = key, error = err })
+        end
+        return 0, false
+    end
+    local applied = 0
+    for i = 1, #list - 1, 2 do
+        local id, entry = list[i], json.decode(list[i + 1])
+        if is_uuid(id) and is_record(entry) and type(entry.error) == "string" then
+            local ok, res, affected = pcall(db.exec, db, "UPDATE executions SET status = "
+                .. "'failed', finished_at = COALESCE(to_timestamp($3::float8 / 1000), now()), "
+                .. "error_message = $2 WHERE id = $1 AND status IN ('pending', 'running')",
+                { id, clean_message(entry.error),
+                  type(entry.at) == "number" and entry.at or null, n = 3 })
+            if not ok then
+                log.warn("Cannot apply a pending final status yet", { executionId = id,
+                    error = util.error_text(res) })
+                return applied, false -- PostgreSQL is failing again: keep the rest for later
+            end
+            local n = tonumber(affected) or 0
+            applied = applied + (n > 0 and 1 or 0)
+            log.info(n > 0 and "Pending final status applied to execution"
+                or "Pending final status dropped; the execution has moved on",
+                { executionId = id, jobId = entry.jobId })
+        else
+            log.warn("Dropping an invalid pending-final journal entry", { journal = key,
+                field = id })
+        end
+        redis("HDEL", key, id)
+    end
+    return applied, true
+end
+
+-- The journal is read at most once a second per worker thread once a read went through (one
+-- Redis round trip saved per execution under load); after a failure, at the next job.
+local journal_read_at = -math.huge
+local function apply_journal_throttled(db)
+    local now = rex.monotonic_ms()
+    if now - journal_read_at < 1000 then
+        return
+    end
+    local _, complete = M.apply_pending_final(db)
+    if complete then
+        journal_read_at = now
+    end
+end
+
+-- An infrastructure failure of this attempt: the execution is marked failed where PostgreSQL
+-- answers, else journaled on the last attempt (above); then the attempt fails so BullMQ retries.
+local function fail_after_fault(job, id, msg)
+    local last = is_last_attempt(job)
+    if not mark_failed_after_fault(id, msg, last) and last then
+        M.record_pending_final(job, id, msg)
+    end
+    fail_job(clean_message(msg))
 end
 
 function M.process(job)
@@ -678,7 +809,7 @@ function M.process(job)
 
     local ok, db = pcall(store.get)
     if not ok then
-        fail_job("PostgreSQL unavailable: " .. util.error_text(db))
+        fail_after_fault(job, id, "PostgreSQL unavailable: " .. util.error_text(db))
     end
     if db.schema_problems == nil then -- checked once per connection
         db.schema_problems = M.schema_problems(db) or false
@@ -692,6 +823,7 @@ function M.process(job)
         end
         rex.unrecoverable(db.schema_problems)
     end
+    apply_journal_throttled(db)
 
     local stats0 = db:stats()
     local x = setmetatable({
@@ -739,11 +871,12 @@ function M.process(job)
     end
     local rok, res = pcall(db.batch, db, batch)
     if not rok then
-        fail_job("PostgreSQL failure at pickup: " .. util.error_text(res))
+        fail_after_fault(job, id, "PostgreSQL failure at pickup: " .. util.error_text(res))
     end
     for i, r in ipairs(res) do
         if r.error then
-            fail_job(("PostgreSQL failure at pickup (statement %d): %s"):format(i, r.error.message))
+            fail_after_fault(job, id, ("PostgreSQL failure at pickup (statement %d): %s"):format(i,
+                r.error.message))
         end
     end
     local erow = res[1].rows[1]
@@ -886,8 +1019,7 @@ function M.process(job)
         local msg = util.error_text(main_err)
         log.error("Execution failed", { executionId = id, workflowId = workflow_id, error = msg,
                                        attempt = job.attempts_made + 1 })
-        mark_failed_after_fault(id, msg)
-        fail_job(clean_message(msg))
+        fail_after_fault(job, id, msg)
     end
     local status, message, result = pres[2], pres[3], pres[4]
     local fok, ferr = pcall(finish, status == "unauthorized" and "failed" or status, message)
@@ -895,8 +1027,7 @@ function M.process(job)
         local msg = util.error_text(ferr)
         log.error("Execution failed", { executionId = id, workflowId = workflow_id, error = msg,
                                        attempt = job.attempts_made + 1 })
-        mark_failed_after_fault(id, msg)
-        fail_job(clean_message(msg))
+        fail_after_fault(job, id, msg)
     end
     x:evaluate_alerts()
     if status == "unauthorized" then

@@ -95,10 +95,19 @@ local function split_path(s)
     return out
 end
 
--- opts: { home, jobs_path, emit, remove_on_complete(_json), remove_on_fail(_json),
--- max_started_attempts }. Returns true, or nil and a message.
+-- opts: { home, jobs_path, emit, redis, queue_key, remove_on_complete(_json),
+-- remove_on_fail(_json), max_started_attempts }. Returns true, or nil and a message.
+--
+-- After init, handlers may use (in a worker thread only; nil under `rex-worker run` and busted):
+--   M.queue_key                     "<prefix>:<queue>", the root of the queue's Redis keys
+--   M.redis(arg1, ...)              one blocking command on this thread's own Redis connection:
+--                                   reply (strings, numbers, tables; nil reply = false) | nil, err
+-- Keys a handler keeps there must live under M.queue_key .. ":rex:" so they are the queue's
+-- (and go with Queue.obliterate).
 function M.init(opts)
     emit = opts.emit
+    M.redis = opts.redis
+    M.queue_key = opts.queue_key
     local function keep_option(v, text)
         if text ~= nil then
             return json.decode(text)

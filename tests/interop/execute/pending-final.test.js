@@ -1,0 +1,141 @@
+// "No half-written execution left `running` forever": PostgreSQL down across every attempt of a
+// job. The last attempt cannot write the final status, so it is journaled in Redis under the
+// queue's keys (`<prefix>:<queue>:rex:pending-final`, see lua/rex/execution.lua); once PostgreSQL
+// is back, the next execute-workflow job of the queue applies it. Asserted on the persisted row
+// and on the Redis hash; every wait is bounded.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { ROOT } = require('../lib/harness');
+const { scenario } = require('../lib/worker');
+const X = require('./lib');
+
+const USER = '44444444-4444-4444-8444-444444444444';
+const SERVICES = path.join(ROOT, 'scripts', 'services.sh');
+
+const SLOW = {
+  name: 'pending-final',
+  nodes: [
+    { id: 'trigger', type: 'manual-trigger', config: {} },
+    { id: 'wait1', type: 'test-sleep', config: { ms: 300 } },
+    { id: 'wait2', type: 'test-sleep', config: { ms: 1500 } },
+    { id: 'out', type: 'output', config: {} },
+  ],
+  edges: [
+    { source: 'trigger', target: 'wait1' }, { source: 'wait1', target: 'wait2' },
+    { source: 'wait2', target: 'out' },
+  ],
+};
+const QUICK = {
+  name: 'quick',
+  nodes: [{ id: 'trigger', type: 'manual-trigger', config: {} }, { id: 'out', type: 'output', config: {} }],
+  edges: [{ source: 'trigger', target: 'out' }],
+};
+
+let pgStopped = false;
+function stopPostgres() {
+  execFileSync(SERVICES, ['stop-postgres', process.env.REX_SERVICES_DIR], { stdio: 'ignore' });
+  pgStopped = true;
+}
+function startPostgres() {
+  if (!pgStopped) return;
+  execFileSync(SERVICES, ['start-postgres', process.env.REX_SERVICES_DIR], { stdio: 'ignore', timeout: 60000 });
+  pgStopped = false;
+}
+
+const journalKey = (s) => `bull:${s.name}:rex:pending-final`;
+
+// Another job of the same queue, run once PostgreSQL is back: it applies the journal.
+async function nudge(s) {
+  const workflowId = X.insertWorkflow(QUICK, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER });
+  await s.waitFor('completed', executionId, 15000);
+}
+
+test.before(() => X.migrate());
+test.after(() => startPostgres()); // never leave the shared PostgreSQL down
+
+test('PostgreSQL down across all attempts mid-run: the running row ends failed once it is back', async (t) => {
+  if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
+  t.after(() => startPostgres());
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1' }), start: false });
+  const w = await s.start();
+  const workflowId = X.insertWorkflow(SLOW, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: { a: 1 } });
+  await X.waitRow(`SELECT 1 FROM execution_steps WHERE execution_id = ${X.lit(executionId)} AND node_id = 'wait1'`);
+  const before = X.persisted(executionId).execution;
+  assert.equal(before.status, 'running');
+  stopPostgres();
+  const downAt = Date.now();
+
+  // three attempts (REX's options: exponential backoff 2 s): all fail, the job fails for good
+  const failed = await s.waitFor('failed', executionId, 30000);
+  assert.match(failed.failedReason, /PostgreSQL|connection|server closed/i);
+  const job = await s.job(executionId);
+  assert.equal(job.attemptsMade, 3);
+  const entry = JSON.parse(await s.redis.hget(journalKey(s), executionId));
+  assert.equal(entry.status, 'failed');
+  assert.equal(entry.jobId, executionId);
+  assert.equal(entry.attempts, 3);
+  assert.ok(entry.at >= downAt && entry.at <= Date.now(), `journal time ${entry.at}`);
+  assert.match(entry.error, /after 3 attempts; the failure was recorded while PostgreSQL was unreachable/);
+  // only the last attempt journals (earlier ones are retried by BullMQ)
+  assert.equal(w.stderr.split('\n').filter((l) => l.includes('kept in Redis until PostgreSQL answers')).length, 1);
+
+  startPostgres();
+  const upAt = Date.now();
+  // the row is still `running` until a job of the queue runs again
+  assert.equal(X.persisted(executionId).execution.status, 'running');
+  await nudge(s);
+  const [row] = await X.waitRow(`SELECT status, error_message, finished_at IS NOT NULL AS has_finished_at,
+    extract(epoch FROM finished_at) * 1000 AS finished_ms FROM executions WHERE id = ${X.lit(executionId)}`,
+  (r) => r.length === 1 && r[0].status === 'failed', 15000);
+  assert.equal(row.has_finished_at, true);
+  assert.match(row.error_message, /^Execution failed after 3 attempts; the failure was recorded while PostgreSQL was unreachable: /);
+  // finished_at is when the job failed, not when the journal was applied
+  assert.ok(Math.abs(Number(row.finished_ms) - entry.at) < 1000, `finished_at ${row.finished_ms} vs ${entry.at}`);
+  assert.ok(Number(row.finished_ms) < upAt + 1000);
+  assert.equal(await s.redis.hexists(journalKey(s), executionId), 0, 'the journal entry is removed');
+  assert.match(w.stderr, /Pending final status applied to execution/);
+});
+
+test('PostgreSQL down before pickup across all attempts: the pending row ends failed', async (t) => {
+  if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
+  t.after(() => startPostgres());
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1' }), start: false });
+  const workflowId = X.insertWorkflow(QUICK, { userId: USER });
+  // REX's backend inserted the rows and queued the job; then PostgreSQL went away
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER });
+  stopPostgres();
+  const w = await s.start();
+  const failed = await s.waitFor('failed', executionId, 30000);
+  assert.match(failed.failedReason, /PostgreSQL unavailable/);
+  assert.match(w.stderr, /kept in Redis until PostgreSQL answers/);
+  assert.ok(await s.redis.hexists(journalKey(s), executionId));
+  startPostgres();
+  assert.equal(X.persisted(executionId).execution.status, 'pending');
+  await nudge(s);
+  const got = X.persisted(executionId).execution;
+  assert.equal(got.status, 'failed');
+  assert.equal(got.has_finished_at, true);
+  assert.match(got.error_message, /after 3 attempts; the failure was recorded while PostgreSQL was unreachable: PostgreSQL unavailable/);
+  assert.equal(await s.redis.hexists(journalKey(s), executionId), 0);
+});
+
+test('a journaled execution that moved on (canceled meanwhile) is left as it is', async (t) => {
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1' }) });
+  const workflowId = X.insertWorkflow(QUICK, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, status: 'canceled' });
+  await s.waitFor('completed', executionId, 15000);
+  // an entry as a failed last attempt writes it; the user canceled the run in the meantime
+  await s.redis.hset(journalKey(s), executionId, JSON.stringify({ status: 'failed', jobId: executionId,
+    attempts: 3, at: Date.now(), error: 'Execution failed after 3 attempts; test' }));
+  await s.redis.hset(journalKey(s), 'not-a-uuid', '{}');
+  await nudge(s);
+  const got = X.persisted(executionId).execution;
+  assert.equal(got.status, 'canceled');
+  assert.equal(await s.redis.hlen(journalKey(s)), 0, 'applied or dropped entries are removed');
+});
