@@ -142,7 +142,7 @@ function buildCorpus(n) {
   for (const n of SIZES) {
     const corpusId = buildCorpus(n);
     const out = execFileSync(BIN, ['lua', path.join(__dirname, 'pg_query.lua'), corpusId, USER],
-      { env: { ...env, LOG_LEVEL: 'warn' }, encoding: 'utf8', maxBuffer: 1 << 24 });
+      { env: { ...env, LOG_LEVEL: 'warn', KNOWLEDGE_CACHE_MB: '4096' }, encoding: 'utf8', maxBuffer: 1 << 24 });
     const q = JSON.parse(out.trim().split('\n').pop());
     queries.push(q);
     console.log(`top-8 over ${q.chunks} chunks (${q.kernel}, cache ${q.cache_mb.toFixed(0)} MB): cold ${q.cold_ms.toFixed(0)} ms `

@@ -437,6 +437,15 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
                        &cfg->retrieval_max_duration_ms, err, errlen)))
         return rc;
 
+    /* read again where they are used (rex_kn_cache_shared, rex.knowledge.pg): checked here so a
+     * malformed value stops start-up */
+    if ((rc = get_long("KNOWLEDGE_CACHE_MB", 1024, 0, 1L << 30, &cfg->knowledge_cache_mb, err,
+                       errlen)))
+        return rc;
+    if ((rc = get_int("KNOWLEDGE_STORE_EMBEDDINGS", 0, 0, 1, &cfg->knowledge_store_embeddings, err,
+                      errlen)))
+        return rc;
+
     if ((rc = get_long("WORKER_LIMITER_MAX", 0, 0, 1000000000, &cfg->limiter_max, err, errlen)))
         return rc;
     if ((rc = get_long("WORKER_LIMITER_DURATION_MS", 1000, 1, 86400000, &cfg->limiter_duration_ms,

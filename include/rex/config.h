@@ -43,7 +43,9 @@ struct rex_config {
     int retrieval_max_requests;
     int retrieval_max_failures;
     long retrieval_max_duration_ms;
-    char *env_file_used; /* owned or NULL: the .env file that was read */
+    long knowledge_cache_mb;        /* process-wide corpus cache bound, 0 = unbounded */
+    int knowledge_store_embeddings; /* 1: also store vectors of deterministic models */
+    char *env_file_used;            /* owned or NULL: the .env file that was read */
 };
 
 /* Loads the configuration. env_file: path of a .env file to read, or NULL for "$REX_ENV_FILE if

@@ -45,6 +45,8 @@ TEST(defaults) {
     CHECK(c.database_url == NULL);
     CHECK_INT(c.retrieval_max_requests, 64);
     CHECK_INT(c.retrieval_max_duration_ms, 120000);
+    CHECK_INT(c.knowledge_cache_mb, 1024);
+    CHECK_INT(c.knowledge_store_embeddings, 0);
     rex_config_free(&c);
 }
 
@@ -130,7 +132,10 @@ TEST(other_bad_values) {
                {"BULL_PREFIX", ""},
                {"DATABASE_URL", "mysql://x"},
                {"STALLED_INTERVAL_MS", "1e3"},
-               {"RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION", "5"}};
+               {"RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION", "5"},
+               {"KNOWLEDGE_CACHE_MB", "512MB"},
+               {"KNOWLEDGE_CACHE_MB", "-1"},
+               {"KNOWLEDGE_STORE_EMBEDDINGS", "yes"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clean_env();
         setenv(bad[i].var, bad[i].val, 1);

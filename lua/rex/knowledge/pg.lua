@@ -482,9 +482,11 @@ function PG:_load(corpus)
     for _, p in ipairs(parts) do
         n = n + p.snap:size()
     end
+    local st = c:stats()
     self.log("info", "Knowledge corpus loaded", {
         corpusId = corpus.id, chunks = n, bytes = bytes,
         durationMs = now_ms() - t0, fetchMs = fetch_ms,
+        cacheBytes = st.bytes, cacheMaxBytes = st.maxBytes, cacheEntries = st.entries,
     })
     return parts
 end

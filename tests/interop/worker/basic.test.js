@@ -134,10 +134,10 @@ test('a hash-tag prefix ({bull}) works end to end', async (t) => {
   assert.ok(keys.length > 0 && keys.every((k) => k.startsWith('{bull}:')), keys.join(' '));
 });
 
-test('a REX job name without its handler yet fails without retries', { skip: IMPL === 'node' && 'rex-worker specific' }, async (t) => {
-  const s = await scenario(t);
+test('a REX job without DATABASE_URL fails without retries, saying so', { skip: IMPL === 'node' && 'rex-worker specific' }, async (t) => {
+  const s = await scenario(t, { env: { DATABASE_URL: '' } });
   const job = await s.queue.add('ingest-knowledge-document', { documentId: 'd' }, { attempts: 3 });
   const ev = await s.waitFor('failed', job.id);
-  assert.match(ev.failedReason, /ingest-knowledge-document is not built yet/);
+  assert.match(ev.failedReason, /ingest-knowledge-document needs DATABASE_URL/);
   assert.equal((await s.job(job.id)).attemptsMade, 1);
 });
