@@ -60,6 +60,21 @@ function cpuSecs(pid) {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+// CPU of the PostgreSQL server (its postmaster PG_PID and every child), seconds; 0 if unknown.
+function pgCpuSecs() {
+  const root = Number(process.env.PG_PID || 0);
+  if (!root) return 0;
+  let total = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
+      if (Number(d) === root || Number(f[1]) === root) total += (Number(f[11]) + Number(f[12])) / 100;
+    } catch (_) { /* gone */ }
+  }
+  return total;
+}
+
 async function ingestRound(label, extraEnv, docs) {
   const queueName = `bench-kn-${label}-${process.pid}-${Date.now()}`;
   const connection = { host: REDIS.hostname, port: Number(REDIS.port), maxRetriesPerRequest: null };
@@ -87,6 +102,7 @@ async function ingestRound(label, extraEnv, docs) {
   await sleep(300); // started before the clock
   const t0 = Date.now();
   const cpu0 = cpuSecs(proc.pid);
+  const pg0 = pgCpuSecs();
   await queue.addBulk(ids.map((id) => ({ name: 'ingest-knowledge-document',
     data: { corpusId, documentId: id, userId: USER },
     opts: { attempts: 3, backoff: { type: 'exponential', delay: 2000 }, jobId: `ingest-${id}`,
@@ -97,6 +113,7 @@ async function ingestRound(label, extraEnv, docs) {
   }
   const secs = (Date.now() - t0) / 1000;
   const cpu = cpuSecs(proc.pid) - cpu0;
+  const pgCpu = pgCpuSecs() - pg0;
   proc.kill('SIGTERM');
   await new Promise((r) => proc.on('exit', r));
   const [chunks, statuses] = psql(`SELECT (SELECT count(*) FROM knowledge_chunks WHERE corpus_id = '${corpusId}'),
@@ -105,7 +122,7 @@ async function ingestRound(label, extraEnv, docs) {
   await qe.close(); await queue.obliterate({ force: true }); await queue.close();
   if (failed) throw new Error(`${failed} jobs failed: ${log.slice(-2000)}`);
   return { label, docs: ids.length, seconds: secs, docsPerSec: ids.length / secs,
-    chunksPerSec: Number(chunks) / secs, chunks: Number(chunks), statuses, workerCpuSecs: cpu,
+    chunksPerSec: Number(chunks) / secs, chunks: Number(chunks), statuses, workerCpuSecs: cpu, pgCpuSecs: pgCpu,
     mbPerSec: docs.reduce((a, d) => a + Buffer.byteLength(d), 0) / 1048576 / secs, corpusId };
 }
 
@@ -136,7 +153,8 @@ function buildCorpus(n) {
   for (const r of results) {
     console.log(`ingestion ${r.label.padEnd(13)} ${r.docs} docs of 20 KB in ${r.seconds.toFixed(2)} s = ${r.docsPerSec.toFixed(0)} docs/s `
       + `(${(r.docsPerSec / ORIGINAL_DOCS_PER_SEC).toFixed(1)}x the original's ${ORIGINAL_DOCS_PER_SEC}/s), ${r.chunksPerSec.toFixed(0)} chunks/s, `
-      + `${r.mbPerSec.toFixed(1)} MB/s; worker CPU ${r.workerCpuSecs.toFixed(2)} s (${(r.workerCpuSecs / r.seconds * 100).toFixed(0)}% of a core); ${r.statuses}`);
+      + `${r.mbPerSec.toFixed(1)} MB/s; CPU per document: worker ${(r.workerCpuSecs / r.docs * 1000).toFixed(2)} ms, `
+      + `PostgreSQL ${(r.pgCpuSecs / r.docs * 1000).toFixed(2)} ms; ${r.statuses}`);
   }
   const queries = [];
   for (const n of SIZES) {

@@ -356,3 +356,29 @@ test('provider embeddings: the job stores the provider vectors; retrieval ranks 
   assert.equal(m[0].lexicalScore, 0);
   assert.ok(emb.seen.some((r) => r.n === 1), 'the query was embedded by the provider');
 });
+
+test('a corpus holding chunks of two models (legacy data) is ranked per model, merged, with a warning', async (t) => {
+  const s = await scenario(t, { major: 5, env: X.workerEnv(), start: false });
+  const w = await s.start();
+  const corpusId = createCorpus();
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text, status)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(USER)}, 'mixed',
+    'mixed', 'ready')`);
+  const rowsIn = [['The ferry to the island leaves every hour from pier four.', 'rex-hash-v1-1536'],
+    ['Bicycles travel free on the island ferry outside rush hour.', 'rex-lex-v1-1536'],
+    ['The lighthouse museum is closed on Mondays.', 'rex-hash-v1']];
+  const ids = rowsIn.map(() => crypto.randomUUID());
+  rowsIn.forEach(([text, model], i) => {
+    X.psql(`INSERT INTO knowledge_chunks (id, corpus_id, document_id, chunk_index, content, embedding_model)
+      VALUES (${X.lit(ids[i])}, ${X.lit(corpusId)}, ${X.lit(documentId)}, ${i}, ${X.lit(text)}, ${X.lit(model)})`);
+  });
+  X.psql(`UPDATE knowledge_corpora SET status = 'ready' WHERE id = ${X.lit(corpusId)}`);
+  const workflowId = X.insertWorkflow(RETRIEVE(corpusId), { userId: USER });
+  const r = await ask(s, workflowId, 'island ferry');
+  assert.equal(r.matches.length, 3);
+  // both models contribute: the two ferry chunks come first, whatever their model
+  assert.deepEqual(new Set(r.matches.slice(0, 2).map((m) => m.chunkId)), new Set([ids[0], ids[1]]));
+  for (let i = 1; i < r.matches.length; i++) assert.ok(r.matches[i - 1].score >= r.matches[i].score);
+  assert.match(w.stderr, /several embedding models/);
+});

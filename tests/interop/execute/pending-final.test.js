@@ -10,7 +10,7 @@ const assert = require('node:assert/strict');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { ROOT } = require('../lib/harness');
-const { scenario } = require('../lib/worker');
+const { scenario, sleep } = require('../lib/worker');
 const X = require('./lib');
 
 const USER = '44444444-4444-4444-8444-444444444444';
@@ -134,6 +134,7 @@ test('a journaled execution that moved on (canceled meanwhile) is left as it is'
   await s.redis.hset(journalKey(s), executionId, JSON.stringify({ status: 'failed', jobId: executionId,
     attempts: 3, at: Date.now(), error: 'Execution failed after 3 attempts; test' }));
   await s.redis.hset(journalKey(s), 'not-a-uuid', '{}');
+  await sleep(1100); // a worker thread reads the journal at most once a second
   await nudge(s);
   const got = X.persisted(executionId).execution;
   assert.equal(got.status, 'canceled');
