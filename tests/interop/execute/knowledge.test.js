@@ -289,26 +289,8 @@ function fakeEmbedding(text) {
   }
   return v;
 }
-async function fakeEmbedder(t) {
-  const seen = [];
-  const http = require('node:http');
-  const srv = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      const b = JSON.parse(body);
-      seen.push({ url: req.url, auth: req.headers.authorization, model: b.model, n: b.input.length });
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ model: b.model,
-        data: b.input.map((text, index) => ({ index, embedding: fakeEmbedding(text) })) }));
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => srv.close());
-  return { url: `http://127.0.0.1:${srv.address().port}/v1`, seen };
-}
-
-const STORED_KEY = 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:AgICAgICAgICAgICAgICAg==:esIhfQSIMErsp66KgUrNqg==:gGl1X2+2P4NtE8HWMKa4v60i';
+const fakeEmbedder = (t) => X.fakeProvider(t, (b) => ({ model: b.model,
+  data: b.input.map((text, index) => ({ index, embedding: fakeEmbedding(text) })) }));
 
 test('provider embeddings: the job stores the provider vectors; retrieval ranks with them', async (t) => {
   const emb = await fakeEmbedder(t);
@@ -316,7 +298,7 @@ test('provider embeddings: the job stores the provider vectors; retrieval ranks 
   const user = crypto.randomUUID();
   X.ensureUser(user);
   X.psql(`INSERT INTO api_keys (user_id, provider, encrypted_key, label) VALUES
-    (${X.lit(user)}, 'openai', ${X.lit(STORED_KEY)}, 'test')`);
+    (${X.lit(user)}, 'openai', ${X.lit(X.STORED_KEY)}, 'test')`);
   X.psql(`INSERT INTO domain_configs (user_id, config, is_active) VALUES (${X.lit(user)},
     ${X.jsonLit({ retrieval: { embeddingProvider: 'openai', embeddingModel: 'test-embed',
     embeddingBaseUrl: emb.url, embeddingDimensions: 64 } })}, true)`);
@@ -336,7 +318,7 @@ test('provider embeddings: the job stores the provider vectors; retrieval ranks 
     await s.waitFor('completed', `ingest-${documentId}`, 15000);
   }
   assert.ok(emb.seen.length >= 3);
-  assert.equal(emb.seen[0].auth, 'Bearer sk-test-1234567890');
+  assert.equal(emb.seen[0].auth, `Bearer ${X.STORED_KEY_PLAINTEXT}`);
   const chunks = X.rows(`SELECT embedding_model, embedding FROM knowledge_chunks WHERE corpus_id = ${X.lit(corpusId)}`);
   assert.equal(chunks.length, 3);
   for (const c of chunks) {
@@ -354,7 +336,7 @@ test('provider embeddings: the job stores the provider vectors; retrieval ranks 
   assert.equal(m[0].documentId, ids[0]);
   assert.ok(m[0].semanticScore > 0.3, JSON.stringify(m[0]));
   assert.equal(m[0].lexicalScore, 0);
-  assert.ok(emb.seen.some((r) => r.n === 1), 'the query was embedded by the provider');
+  assert.ok(emb.seen.some((r) => r.body.input.length === 1), 'the query was embedded by the provider');
 });
 
 test('a corpus holding chunks of two models (legacy data) is ranked per model, merged, with a warning', async (t) => {

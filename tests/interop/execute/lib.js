@@ -7,6 +7,7 @@
 const path = require('node:path');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const http = require('node:http');
 const { execFileSync } = require('node:child_process');
 const { ROOT } = require('../lib/harness');
 const { REX_BIN, sleep } = require('../lib/worker');
@@ -133,6 +134,29 @@ async function waitRow(sql, pred = (r) => r.length > 0, timeoutMs = 15000) {
   }
 }
 
+// REX's ciphertext of an API key under MASTER_KEY (rex-behaviour.md §2.4), and its plaintext.
+const STORED_KEY = 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:AgICAgICAgICAgICAgICAg==:esIhfQSIMErsp66KgUrNqg==:gGl1X2+2P4NtE8HWMKa4v60i';
+const STORED_KEY_PLAINTEXT = 'sk-test-1234567890';
+
+// A JSON endpoint on loopback standing in for a provider (LLM, embeddings): answer(body) gives the
+// reply; every request is recorded as {url, auth, body}. Closed after the test.
+async function fakeProvider(t, answer) {
+  const seen = [];
+  const srv = http.createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d) => { raw += d; });
+    req.on('end', () => {
+      const body = JSON.parse(raw);
+      seen.push({ url: req.url, auth: req.headers.authorization, body });
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(answer(body)));
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => srv.close());
+  return { url: `http://127.0.0.1:${srv.address().port}/v1`, seen };
+}
+
 function workerEnv(extra = {}) {
   return {
     DATABASE_URL: dbUrl(),
@@ -145,5 +169,6 @@ function workerEnv(extra = {}) {
 
 module.exports = {
   FIXTURES, TENANT, MASTER_KEY, REX_JOB_OPTS, psql, rows, lit, jsonLit, migrate, ensureUser,
-  loadFixture, insertWorkflow, trigger, persisted, waitRow, workerEnv,
+  loadFixture, insertWorkflow, trigger, persisted, waitRow, workerEnv, STORED_KEY,
+  STORED_KEY_PLAINTEXT, fakeProvider,
 };

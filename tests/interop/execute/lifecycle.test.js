@@ -5,7 +5,6 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const http = require('node:http');
 const crypto = require('node:crypto');
 const { scenario, sleep } = require('../lib/worker');
 const X = require('./lib');
@@ -177,25 +176,10 @@ test('domain config: rows merged by specificity, the queued config on top, node 
 });
 
 // A local OpenAI-compatible endpoint that records the bearer token it was given.
-async function fakeLlm(t) {
-  const seen = [];
-  const srv = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      seen.push({ auth: req.headers.authorization, body });
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ choices: [{ message: { content: 'hello from the fake model' } }],
-        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }, model: 'fake' }));
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => srv.close());
-  return { url: `http://127.0.0.1:${srv.address().port}/v1`, seen };
-}
-
-const STORED_KEY = 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:AgICAgICAgICAgICAgICAg==:esIhfQSIMErsp66KgUrNqg==:gGl1X2+2P4NtE8HWMKa4v60i';
-const PLAINTEXT = 'sk-test-1234567890';
+// A local OpenAI-compatible chat endpoint.
+const fakeLlm = (t) => X.fakeProvider(t, () => ({ choices: [{ message: { content: 'hello from the fake model' } }],
+  usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }, model: 'fake' }));
+const { STORED_KEY, STORED_KEY_PLAINTEXT: PLAINTEXT } = X;
 
 function llmWorkflow(url) {
   return linear([

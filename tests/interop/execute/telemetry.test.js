@@ -8,7 +8,6 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const http = require('node:http');
 const crypto = require('node:crypto');
 const { scenario } = require('../lib/worker');
 const X = require('./lib');
@@ -190,24 +189,9 @@ test('corpus-health alert rules: a user without documents is at 0 %', async (t) 
 });
 
 // A local OpenAI-compatible endpoint recording what it was asked; it answers with the model asked.
-async function fakeLlm(t) {
-  const seen = [];
-  const srv = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d) => { body += d; });
-    req.on('end', () => {
-      const b = JSON.parse(body);
-      seen.push(b);
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ choices: [{ message: { content: `answer from ${b.model}` } }],
-        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }, model: b.model }));
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => srv.close());
-  return { url: `http://127.0.0.1:${srv.address().port}/v1`, seen };
-}
-const STORED_KEY = 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:AgICAgICAgICAgICAgICAg==:esIhfQSIMErsp66KgUrNqg==:gGl1X2+2P4NtE8HWMKa4v60i';
+const fakeLlm = (t) => X.fakeProvider(t, (b) => ({ choices: [{ message: { content: `answer from ${b.model}` } }],
+  usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }, model: b.model }));
+const { STORED_KEY } = X;
 
 test('domain config: llm defaultProvider/defaultModel/temperature/maxTokens reach the provider request and the step output', async (t) => {
   const llm = await fakeLlm(t);
@@ -232,8 +216,8 @@ test('domain config: llm defaultProvider/defaultModel/temperature/maxTokens reac
   const got = X.persisted(executionId);
   assert.equal(got.execution.status, 'completed', got.execution.error_message);
   assert.equal(llm.seen.length, 2);
-  assert.deepEqual([llm.seen[0].model, llm.seen[0].temperature, llm.seen[0].max_tokens], ['dc-model', 0.25, 77]);
-  assert.deepEqual([llm.seen[1].model, llm.seen[1].temperature, llm.seen[1].max_tokens], ['own-model', 0.9, 11]);
+  assert.deepEqual([llm.seen[0].body.model, llm.seen[0].body.temperature, llm.seen[0].body.max_tokens], ['dc-model', 0.25, 77]);
+  assert.deepEqual([llm.seen[1].body.model, llm.seen[1].body.temperature, llm.seen[1].body.max_tokens], ['own-model', 0.9, 11]);
   const a = got.steps.find((r) => r.node_id === 'a');
   const b = got.steps.find((r) => r.node_id === 'b');
   assert.equal(a.output.provider, 'openai');
