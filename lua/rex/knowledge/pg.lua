@@ -565,8 +565,10 @@ function pg.ingest_job(db, job, opts)
     local list = {
         { "UPDATE knowledge_documents SET status = 'processing', updated_at = now(), error = NULL "
             .. "WHERE id = $1 AND corpus_id = $2 AND user_id = $3", { did, cid, uid } },
-        { "UPDATE knowledge_corpora SET status = 'ingesting', updated_at = now() WHERE id = $1",
-          { cid } },
+        -- (already `ingesting` in a bulk ingestion: no second write; the status recomputation
+        -- at the end sets updated_at)
+        { "UPDATE knowledge_corpora SET status = 'ingesting', updated_at = now() WHERE id = $1 "
+            .. "AND status IS DISTINCT FROM 'ingesting'", { cid } },
         { "SELECT d.content_text, k.workflow_id, " .. (db:has_column("knowledge_corpora",
             "tenant_id") and "k.tenant_id" or "NULL AS tenant_id") .. ", (SELECT "
             .. "ch.embedding_model FROM knowledge_chunks ch WHERE ch.corpus_id = k.id AND "
