@@ -228,7 +228,7 @@ describe("rex.knowledge shared cache", function()
     it("is one cache per process, bounded by KNOWLEDGE_CACHE_MB, never freed", function()
         local s = kn.shared_cache()
         assert.equal(s, kn.shared_cache())
-        local mb = tonumber(os.getenv("KNOWLEDGE_CACHE_MB") or "") or 1024
+        local mb = tonumber(os.getenv("KNOWLEDGE_CACHE_MB") or "") or 2048
         assert.equal(mb * 1024 * 1024, s:stats().maxBytes)
         local c = assert(kn.corpus("rex-lex-v1-1536"))
         assert(c:add("a", "alpha beta"))

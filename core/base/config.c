@@ -1,4 +1,5 @@
 #include <rex/config.h>
+#include <rex/knowledge.h> /* REX_KN_CACHE_MB_DEFAULT */
 #include <rex/log.h>
 #include <rex/rex.h>
 
@@ -439,11 +440,14 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
 
     /* read again where they are used (rex_kn_cache_shared, rex.knowledge.pg): checked here so a
      * malformed value stops start-up */
-    if ((rc = get_long("KNOWLEDGE_CACHE_MB", 1024, 0, 1L << 30, &cfg->knowledge_cache_mb, err,
-                       errlen)))
+    if ((rc = get_long("KNOWLEDGE_CACHE_MB", REX_KN_CACHE_MB_DEFAULT, 0, 1L << 30,
+                       &cfg->knowledge_cache_mb, err, errlen)))
         return rc;
     if ((rc = get_int("KNOWLEDGE_STORE_EMBEDDINGS", 0, 0, 1, &cfg->knowledge_store_embeddings, err,
                       errlen)))
+        return rc;
+
+    if ((rc = get_int("REX_LUA_JIT", 0, 0, 1, &cfg->lua_jit, err, errlen)))
         return rc;
 
     if ((rc = get_long("WORKER_LIMITER_MAX", 0, 0, 1000000000, &cfg->limiter_max, err, errlen)))

@@ -217,7 +217,7 @@ int rex_kn_cache_invalidate(rex_kn_cache *cache, const char *key);
  * environment variable KNOWLEDGE_CACHE_MB read at that first call: a whole number of MiB
  * (decimal digits), default REX_KN_CACHE_MB_DEFAULT, 0 = unbounded; any other value logs a
  * warning and gives the default. */
-#define REX_KN_CACHE_MB_DEFAULT 1024
+#define REX_KN_CACHE_MB_DEFAULT 2048
 rex_kn_cache *rex_kn_cache_shared(void);
 
 struct rex_kn_cache_stats {

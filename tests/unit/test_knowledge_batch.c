@@ -219,9 +219,9 @@ TEST(add_batch_refuses_bad_rows) {
 TEST(cache_mb_from_env) {
     size_t b;
     CHECK_INT(rex__kn_cache_bytes_from_env(NULL, &b), 0);
-    CHECK_INT(b, (size_t)1024 << 20);
+    CHECK_INT(b, (size_t)REX_KN_CACHE_MB_DEFAULT << 20);
     CHECK_INT(rex__kn_cache_bytes_from_env("", &b), 0);
-    CHECK_INT(b, (size_t)1024 << 20);
+    CHECK_INT(b, (size_t)REX_KN_CACHE_MB_DEFAULT << 20);
     CHECK_INT(rex__kn_cache_bytes_from_env("0", &b), 0);
     CHECK_INT(b, 0);
     CHECK_INT(rex__kn_cache_bytes_from_env("3", &b), 0);
@@ -234,7 +234,7 @@ TEST(cache_mb_from_env) {
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         b = 1;
         CHECK_INT(rex__kn_cache_bytes_from_env(bad[i], &b), REX_EINVAL);
-        CHECK_INT(b, (size_t)1024 << 20);
+        CHECK_INT(b, (size_t)REX_KN_CACHE_MB_DEFAULT << 20);
     }
 }
 
@@ -311,7 +311,7 @@ TEST(shared_cache_once_per_process) {
     CHECK_STR(r.log, "");
     r = shared_in_child(NULL);
     CHECK(r.same);
-    CHECK_INT(r.max_bytes, (size_t)1024 << 20);
+    CHECK_INT(r.max_bytes, (size_t)REX_KN_CACHE_MB_DEFAULT << 20);
     r = shared_in_child("0");
     CHECK_INT(r.max_bytes, 0); /* unbounded */
     CHECK(r.found);
@@ -320,7 +320,7 @@ TEST(shared_cache_once_per_process) {
 TEST(shared_cache_malformed_bound) {
     struct shared_report r = shared_in_child("512MB");
     CHECK(r.same);
-    CHECK_INT(r.max_bytes, (size_t)1024 << 20);
+    CHECK_INT(r.max_bytes, (size_t)REX_KN_CACHE_MB_DEFAULT << 20);
     CHECK_CONTAINS(r.log, "\"level\":\"warn\"");
     CHECK_CONTAINS(r.log, "KNOWLEDGE_CACHE_MB");
     CHECK_CONTAINS(r.log, "512MB");

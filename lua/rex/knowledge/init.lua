@@ -366,7 +366,7 @@ end
 local shared
 
 -- The process-wide cache (rex_kn_cache_shared): one for every Lua state and thread of the process,
--- bounded by KNOWLEDGE_CACHE_MB (MiB, default 1024, 0 = unbounded), never freed.
+-- bounded by KNOWLEDGE_CACHE_MB (MiB, default 2048, 0 = unbounded), never freed.
 function knowledge.shared_cache()
     if not shared then
         shared = setmetatable({ ptr = C.cache_shared(), shared = true }, Cache)
