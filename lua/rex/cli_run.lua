@@ -98,6 +98,37 @@ function M.knowledge_runtime(opts)
     }, msg
 end
 
+-- The knowledge runtime when DATABASE_URL is set (interface.md: `run` uses PostgreSQL then):
+-- rex.knowledge.pg on the state's connection, connected on first use, as the user
+-- REX_RUN_USER_ID (a users row; corpora and documents belong to a user). Provider settings and
+-- keys as for the in-memory runtime (REX_EMBEDDING_* / REX_RERANK*, <PROVIDER>_API_KEY).
+function M.pg_knowledge_runtime(opts)
+    local kn
+    local function get()
+        if not kn then
+            local user = os.getenv("REX_RUN_USER_ID")
+            if not user or user == "" then
+                error("knowledge in PostgreSQL (DATABASE_URL is set) needs REX_RUN_USER_ID, the "
+                    .. "id of a users row", 0)
+            end
+            local ok, db = pcall(require("rex.store").get)
+            if not ok then
+                error("knowledge in PostgreSQL: " .. util.error_text(db), 0)
+            end
+            kn = require("rex.knowledge.pg").new(db, opts):callbacks()
+        end
+        return kn
+    end
+    return {
+        retrieve_knowledge = function(p)
+            return get().retrieve_knowledge(p)
+        end,
+        ingest_knowledge = function(p)
+            return get().ingest_knowledge(p)
+        end,
+    }
+end
+
 -- Provider keys for local runs: <PROVIDER>_API_KEY from the environment.
 function M.env_api_key(provider)
     local name = tostring(provider):upper():gsub("[^%w]", "_") .. "_API_KEY"
@@ -193,13 +224,18 @@ function M.main(args)
     end
     local hookset = hooks.load({ paths = args.hooks_path })
     eng.hooks = hookset:count() > 0 and hookset or nil
-    local kn = M.knowledge_runtime({ http_allowlist = args.http_allowlist, get_api_key = M.env_api_key })
+    local kopts = { http_allowlist = args.http_allowlist, get_api_key = M.env_api_key }
+    local dburl = os.getenv("DATABASE_URL")
+    local kn = (dburl and dburl ~= "") and M.pg_knowledge_runtime(kopts)
+        or M.knowledge_runtime(kopts)
+    local run_user = os.getenv("REX_RUN_USER_ID")
     local name = type(wf.name) == "string" and wf.name or args.workflow
     eprint(("workflow %s: %d nodes, %d edges"):format(name, #(wf.nodes or {}), #(wf.edges or {})))
     local snapshots = 0
     local result = eng:run(wf, {
         trigger_payload = payload,
         workflow_id = type(wf.id) == "string" and wf.id or nil,
+        user_id = run_user ~= "" and run_user or nil,
         initial_context = { memory = { triggerPayload = payload, domainConfig = {} } },
         settings = { http_allowlist = args.http_allowlist },
         runtime = {

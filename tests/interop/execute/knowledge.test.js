@@ -364,3 +364,34 @@ test('a corpus holding chunks of two models (legacy data) is ranked per model, m
   for (let i = 1; i < r.matches.length; i++) assert.ok(r.matches[i - 1].score >= r.matches[i].score);
   assert.match(w.stderr, /several embedding models/);
 });
+
+test('rex-worker run with DATABASE_URL ingests into and retrieves from PostgreSQL as REX_RUN_USER_ID', () => {
+  const { execFileSync, spawnSync } = require('node:child_process');
+  const { REX_BIN } = require('../lib/worker');
+  const wf = X.loadFixture('w2-oracle-knowledge');
+  const user = crypto.randomUUID();
+  X.ensureUser(user);
+  const scopeId = wf.nodes.find((n) => n.type === 'knowledge-ingest').config.workflowIdScope;
+  X.psql(`INSERT INTO workflows (id, tenant_id, user_id, name, nodes, edges) VALUES (${X.lit(scopeId)},
+    ${X.lit(X.TENANT)}, ${X.lit(user)}, 'w2', '[]', '[]') ON CONFLICT DO NOTHING`);
+  const file = require('node:path').join(require('node:os').tmpdir(), `rex-run-${process.pid}.json`);
+  require('node:fs').writeFileSync(file, JSON.stringify(wf));
+  const env = { PATH: process.env.PATH, DATABASE_URL: X.dbUrl(), REX_ENV_FILE: '/dev/null', LOG_LEVEL: 'warn' };
+  try {
+    const out = JSON.parse(execFileSync(REX_BIN, ['run', file],
+      { env: { ...env, REX_RUN_USER_ID: user }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+    assert.equal(out.status, 'completed');
+    const m = out.output._knowledge.matches;
+    assert.ok(m.length > 0);
+    const corpora = X.rows(`SELECT id, scope_type, workflow_id FROM knowledge_corpora WHERE user_id = ${X.lit(user)}`);
+    assert.equal(corpora.length, 1);
+    assert.deepEqual([corpora[0].scope_type, corpora[0].workflow_id], ['workflow', scopeId]);
+    assert.equal(m[0].corpusId, corpora[0].id);
+    // without a user: the knowledge node fails with a clear message, exit 1
+    const r = spawnSync(REX_BIN, ['run', file], { env, encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(JSON.parse(r.stdout).errorMessage, /needs REX_RUN_USER_ID/);
+  } finally {
+    require('node:fs').unlinkSync(file);
+  }
+});

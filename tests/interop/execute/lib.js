@@ -170,5 +170,5 @@ function workerEnv(extra = {}) {
 module.exports = {
   FIXTURES, TENANT, MASTER_KEY, REX_JOB_OPTS, psql, rows, lit, jsonLit, migrate, ensureUser,
   loadFixture, insertWorkflow, trigger, persisted, waitRow, workerEnv, STORED_KEY,
-  STORED_KEY_PLAINTEXT, fakeProvider,
+  STORED_KEY_PLAINTEXT, fakeProvider, dbUrl,
 };
