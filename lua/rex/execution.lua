@@ -974,9 +974,21 @@ function M.process(job)
                         return x:get_api_key(provider)
                     end,
                     http_allowlist = os.getenv("REX_HTTP_ALLOWLIST"),
-                }):callbacks()
+                })
             end
             return kn
+        end
+        -- the database failing under a knowledge call fails the job (BullMQ retries it), as for
+        -- telemetry; anything else fails the node
+        local function knowledge_call(method, p)
+            local ok, res = pcall(method, knowledge(), p)
+            if ok then
+                return res
+            end
+            if require("rex.knowledge.pg").is_transient(res) then
+                x:infra(res)
+            end
+            error(type(res) == "table" and tostring(res.message) or res, 0)
         end
         local result = get_engine():run(wf, {
             trigger_payload = trigger, execution_id = id, workflow_id = workflow_id,
@@ -997,10 +1009,10 @@ function M.process(job)
                     x:on_retrieval_event(ev)
                 end,
                 retrieve_knowledge = function(p)
-                    return knowledge().retrieve_knowledge(p)
+                    return knowledge_call(require("rex.knowledge.pg").PG.retrieve, p)
                 end,
                 ingest_knowledge = function(p)
-                    return knowledge().ingest_knowledge(p)
+                    return knowledge_call(require("rex.knowledge.pg").PG.ingest, p)
                 end,
                 get_api_key = function(provider)
                     return x:get_api_key(provider)

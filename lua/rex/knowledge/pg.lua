@@ -66,9 +66,20 @@ end
 pg.is_uuid = is_uuid
 
 local function raise_db(what, err)
-    local msg = type(err) == "table" and tostring(err.message) or tostring(err)
-    error({ message = what .. ": " .. msg, connection = type(err) == "table" and err.connection,
-            db = true }, 0)
+    local t = type(err) == "table" and err or {}
+    error({ message = what .. ": " .. tostring(t.message or err), connection = t.connection,
+            sqlstate = t.sqlstate, db = true }, 0)
+end
+
+-- Whether a raised error is the database failing (connection lost, timeouts, resources,
+-- serialization) rather than the request: the caller retries the job instead of failing the node.
+function pg.is_transient(err)
+    if type(err) ~= "table" or not err.db then
+        return false
+    end
+    local class = type(err.sqlstate) == "string" and err.sqlstate:sub(1, 2) or ""
+    return err.connection == true or class == "08" or class == "53" or class == "57"
+        or class == "40" or class == "58"
 end
 
 local function batch(db, what, list)

@@ -256,6 +256,10 @@ function Runtime:ingest(p)
     if not ok then
         local msg = type(res) == "table" and tostring(res.message) or tostring(res)
         self:_fail_document(corpus, doc, msg)
+        if type(res) == "table" then -- a store's error (the database failing): kept for the caller
+            res.message = "Knowledge ingestion failed: " .. msg
+            error(res, 0)
+        end
         error("Knowledge ingestion failed: " .. msg, 0)
     end
     return { corpusId = corpus.id, documentId = doc.id, chunkCount = res, status = "ready" }
@@ -516,14 +520,22 @@ function Runtime:_rerank(query, matches)
     end
 end
 
--- The engine's runtime callbacks (retrieve_knowledge, ingest_knowledge) for this runtime.
+-- The engine's runtime callbacks (retrieve_knowledge, ingest_knowledge) for this runtime; they
+-- raise messages (a store's error tables become their message).
 function Runtime:callbacks()
+    local function call(method, p)
+        local ok, res = pcall(method, self, p)
+        if ok then
+            return res
+        end
+        error(type(res) == "table" and tostring(res.message) or res, 0)
+    end
     return {
         retrieve_knowledge = function(p)
-            return self:retrieve(p)
+            return call(self.retrieve, p)
         end,
         ingest_knowledge = function(p)
-            return self:ingest(p)
+            return call(self.ingest, p)
         end,
     }
 end

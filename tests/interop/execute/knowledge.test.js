@@ -395,3 +395,34 @@ test('rex-worker run with DATABASE_URL ingests into and retrieves from PostgreSQ
     require('node:fs').unlinkSync(file);
   }
 });
+
+test('the database failing under a retrieval (statement timeout) fails the attempt; the retry completes', async (t) => {
+  const { spawn } = require('node:child_process');
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ REX_PG_STATEMENT_TIMEOUT_MS: '300' }) });
+  const corpusId = createCorpus();
+  const a = await ingest(s.queue, corpusId, DOC_B);
+  await s.waitFor('completed', a.jobId, 15000);
+  const wf = RETRIEVE(corpusId);
+  wf.nodes.splice(1, 0, { id: 'wait', type: 'test-sleep', config: { ms: 1200 } });
+  wf.edges = [{ id: 'e0', source: 'trigger', target: 'wait' }, { id: 'e1', source: 'wait', target: 'retrieve' },
+    { id: 'e2', source: 'retrieve', target: 'out' }];
+  const workflowId = X.insertWorkflow(wf, { userId: USER });
+  // only the knowledge tables are locked (from before the retrieval, which comes after a 1.2 s
+  // step, until after it): telemetry goes on, the retrieval's read times out
+  const locker = spawn('psql', [process.env.DATABASE_URL, '-Xq', '-c',
+    'BEGIN; LOCK TABLE knowledge_corpora IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2.5); COMMIT;'],
+  { stdio: 'ignore' });
+  const done = new Promise((r) => locker.on('exit', r));
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: { question: 'chlorophyll' } });
+  await s.waitFor('delayed', executionId, 10000);
+  assert.match((await s.job(executionId)).failedReason, /statement timeout|canceling statement/i);
+  await done;
+  await s.waitFor('completed', executionId, 20000);
+  const got = X.persisted(executionId);
+  assert.equal(got.execution.status, 'completed', JSON.stringify(got.steps));
+  // one clean set of rows (the first attempt's were removed by the re-run)
+  const steps = got.steps.map((r) => `${r.node_id}:${r.status}`).sort();
+  assert.deepEqual(steps, ['out:completed', 'retrieve:completed', 'trigger:completed', 'wait:completed']);
+  const retrieve = got.steps.find((r) => r.node_id === 'retrieve');
+  assert.match(retrieve.output._knowledge.matches[0].content, /Chlorophyll/);
+});
