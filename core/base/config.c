@@ -447,6 +447,9 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
                       errlen)))
         return rc;
 
+    if ((rc = get_int("REX_LUA_JIT", 0, 0, 1, &cfg->lua_jit, err, errlen)))
+        return rc;
+
     if ((rc = get_long("WORKER_LIMITER_MAX", 0, 0, 1000000000, &cfg->limiter_max, err, errlen)))
         return rc;
     if ((rc = get_long("WORKER_LIMITER_DURATION_MS", 1000, 1, 86400000, &cfg->limiter_duration_ms,

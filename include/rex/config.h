@@ -45,6 +45,7 @@ struct rex_config {
     long retrieval_max_duration_ms;
     long knowledge_cache_mb;        /* process-wide corpus cache bound, 0 = unbounded */
     int knowledge_store_embeddings; /* 1: also store vectors of deterministic models */
+    int lua_jit;                    /* 1: worker threads' Lua states compile hot code (JIT) */
     char *env_file_used;            /* owned or NULL: the .env file that was read */
 };
 

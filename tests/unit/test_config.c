@@ -47,6 +47,7 @@ TEST(defaults) {
     CHECK_INT(c.retrieval_max_duration_ms, 120000);
     CHECK_INT(c.knowledge_cache_mb, 2048);
     CHECK_INT(c.knowledge_store_embeddings, 0);
+    CHECK_INT(c.lua_jit, 0);
     rex_config_free(&c);
 }
 
@@ -135,7 +136,8 @@ TEST(other_bad_values) {
                {"RETRIEVAL_MAX_DURATION_MS_PER_EXECUTION", "5"},
                {"KNOWLEDGE_CACHE_MB", "512MB"},
                {"KNOWLEDGE_CACHE_MB", "-1"},
-               {"KNOWLEDGE_STORE_EMBEDDINGS", "yes"}};
+               {"KNOWLEDGE_STORE_EMBEDDINGS", "yes"},
+               {"REX_LUA_JIT", "on"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clean_env();
         setenv(bad[i].var, bad[i].val, 1);
