@@ -138,4 +138,43 @@ describe("rex.json", function()
         assert.equal(13 / 7, back[13].score)
         assert.is_true(json.is_array(back[20000].tags))
     end)
+
+    it("writes a table met several times in one document the same way each time", function()
+        local shared = { a = { 1, 2.5, "x" }, b = "a string long enough to be remembered",
+                         e = json.array() }
+        local doc = { first = shared, list = { shared, { inner = shared } }, a = shared.a }
+        local alone = assert(json.encode(shared))
+        local s = assert(json.encode(doc))
+        local _, copies = s:gsub(alone:gsub("%p", "%%%0"), "")
+        assert.equal(3, copies)
+        local back = assert(json.decode(s))
+        assert.same(back.first, back.list[2].inner)
+        assert.is_true(json.is_array(back.list[1].e))
+    end)
+
+    it("keeps the nesting limit for a table repeated deeper than it first appeared", function()
+        local chain = {}
+        local c = chain
+        for _ = 1, 990 do
+            c.n = {}
+            c = c.n
+        end
+        c.v = "a leaf string long enough to be remembered"
+        assert.is_string(json.encode({ chain }))
+        local deep = {}
+        local d = deep
+        for _ = 1, 20 do
+            d.n = {}
+            d = d.n
+        end
+        d.c = chain
+        local v, err = json.encode({ chain, deep })
+        assert.is_nil(v)
+        assert.matches("nesting deeper than 1000", err)
+        local cyc = {}
+        cyc.self = { back = cyc, pad = "a string long enough to be remembered" }
+        v, err = json.encode({ cyc, cyc })
+        assert.is_nil(v)
+        assert.matches("nesting deeper than 1000", err)
+    end)
 end)

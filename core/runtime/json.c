@@ -25,6 +25,7 @@
 #include <lua.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,30 +36,158 @@ static char array_mt_key;
 
 /* ---- encode -------------------------------------------------------------------------------- */
 
+/* A table met again within one encode (execution snapshots share most of their sub-tables:
+ * the trigger payload, retry outcomes, the wave plan) is copied from its first encoding in the
+ * output instead of being walked again. Tables cannot change during an encode (no Lua code runs,
+ * access is raw), so the copy is byte for byte what a second walk would give. An entry records
+ * how deep the table nests, so a copy placed deeper still fails the depth limit as a walk would;
+ * a table still being encoded (a cycle) has no entry yet. */
+struct memo_ent {
+    const void *t; /* NULL = free */
+    size_t off, len;
+    int height; /* deepest table depth below it, relative to its own */
+};
+
+enum { MEMO_MIN_LEN = 24, MEMO_MAX = 1 << 14 };
+
 struct enc {
     lua_State *L;
     rex_buf b;
+    struct memo_ent *memo; /* open addressing, NULL until the first entry */
+    size_t memo_cap, memo_used;
+    int deepest; /* deepest table depth reached in the table being encoded */
     char err[160];
 };
 
+static size_t memo_hash(const void *t, size_t cap) {
+    uintptr_t x = (uintptr_t)t;
+    x ^= x >> 17;
+    x *= (uintptr_t)0x9E3779B97F4A7C15ull;
+    return (size_t)(x >> 7) & (cap - 1);
+}
+
+static struct memo_ent *memo_find(struct enc *e, const void *t) {
+    if (!e->memo)
+        return NULL;
+    for (size_t i = memo_hash(t, e->memo_cap);; i = (i + 1) & (e->memo_cap - 1)) {
+        if (e->memo[i].t == t)
+            return &e->memo[i];
+        if (!e->memo[i].t)
+            return NULL;
+    }
+}
+
+static void memo_put(struct enc *e, const void *t, size_t off, size_t len, int height) {
+    if (e->memo_used * 2 >= e->memo_cap) {
+        if (e->memo_used >= MEMO_MAX)
+            return;
+        size_t ncap = e->memo_cap ? e->memo_cap * 2 : 64;
+        struct memo_ent *old = e->memo, *nm = rex_calloc(ncap, sizeof(*nm));
+        for (size_t i = 0; i < e->memo_cap; i++) {
+            if (!old[i].t)
+                continue;
+            size_t j = memo_hash(old[i].t, ncap);
+            while (nm[j].t)
+                j = (j + 1) & (ncap - 1);
+            nm[j] = old[i];
+        }
+        rex_free(old);
+        e->memo = nm;
+        e->memo_cap = ncap;
+    }
+    size_t i = memo_hash(t, e->memo_cap);
+    while (e->memo[i].t)
+        i = (i + 1) & (e->memo_cap - 1);
+    e->memo[i] = (struct memo_ent){t, off, len, height};
+    e->memo_used++;
+}
+
 static int enc_value(struct enc *e, int idx, int depth);
 
-static int enc_string(struct enc *e, const char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x80) {
-            i++;
+/* Room for n more bytes (and the terminating NUL the buffer keeps). */
+static inline char *room(rex_buf *b, size_t n) {
+    if (b->len + n + 1 > b->cap)
+        rex_buf_reserve(b, n);
+    return b->data + b->len;
+}
+
+static inline void put_c(rex_buf *b, char c) {
+    *room(b, 1) = c;
+    b->len++;
+}
+
+static inline void put_n(rex_buf *b, const char *p, size_t n) {
+    memcpy(room(b, n), p, n);
+    b->len += n;
+}
+
+/* bytes copied as they are inside a JSON string: printable ASCII but '"' and '\\' */
+static inline int plain_byte(unsigned char c) {
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* Escapes as rex_buf_add_json_string does, checking UTF-8 in the same pass. */
+static int enc_string(struct enc *e, const char *str, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    rex_buf *b = &e->b;
+    room(b, n + 2);
+    b->data[b->len++] = '"';
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && plain_byte(s[run]))
+            run++;
+        if (run > i) {
+            put_n(b, (const char *)s + i, run - i);
+            i = run;
+            if (i == n)
+                break;
+        }
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t l = rex_utf8_seq_len(s + i, n - i);
+            if (!l) {
+                snprintf(e->err, sizeof(e->err),
+                         "cannot encode a string with invalid UTF-8 (byte %zu)", i + 1);
+                return -1;
+            }
+            put_n(b, (const char *)s + i, l);
+            i += l;
             continue;
         }
-        size_t l = rex_utf8_seq_len((const unsigned char *)s + i, n - i);
-        if (!l) {
-            snprintf(e->err, sizeof(e->err), "cannot encode a string with invalid UTF-8 (byte %zu)",
-                     i + 1);
-            return -1;
+        char esc[6] = {'\\', 0, '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t el = 2;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            esc[1] = 'u', el = 6;
         }
-        i += l;
+        put_n(b, esc, el);
+        i++;
     }
-    rex_buf_add_json_string(&e->b, s, n);
+    put_c(b, '"');
+    b->data[b->len] = '\0';
     return 0;
 }
 
@@ -70,7 +199,16 @@ void rex_json_format_number(rex_buf *b, double d) {
             return;
         }
         if (fabs(d) < 9.2e18) {
-            rex_buf_printf(b, "%lld", (long long)d);
+            long long v = (long long)d;
+            unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+            char *p = tmp + sizeof(tmp);
+            do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (v < 0)
+                *--p = '-';
+            rex_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
             return;
         }
         snprintf(tmp, sizeof(tmp), "%.0f", d);
@@ -126,7 +264,33 @@ static int has_array_mt(lua_State *L, int idx) {
     return yes;
 }
 
+static int enc_table_walk(struct enc *e, int idx, int depth);
+
 static int enc_table(struct enc *e, int idx, int depth) {
+    const void *t = lua_topointer(e->L, idx);
+    struct memo_ent *m = memo_find(e, t);
+    if (m && depth + m->height < JSON_MAX_DEPTH) {
+        rex_buf_reserve(&e->b, m->len);
+        memcpy(e->b.data + e->b.len, e->b.data + m->off, m->len);
+        e->b.len += m->len;
+        e->b.data[e->b.len] = '\0';
+        if (depth + m->height > e->deepest)
+            e->deepest = depth + m->height;
+        return 0;
+    }
+    int outer = e->deepest;
+    e->deepest = depth;
+    size_t off = e->b.len;
+    int rc = enc_table_walk(e, idx, depth);
+    int height = e->deepest - depth;
+    if (e->deepest < outer)
+        e->deepest = outer;
+    if (!rc && !m && e->b.len - off >= MEMO_MIN_LEN)
+        memo_put(e, t, off, e->b.len - off, height);
+    return rc;
+}
+
+static int enc_table_walk(struct enc *e, int idx, int depth) {
     lua_State *L = e->L;
     long n;
     if (has_array_mt(L, idx))
@@ -134,26 +298,26 @@ static int enc_table(struct enc *e, int idx, int depth) {
     else
         n = table_array_len(L, idx);
     if (n >= 0 && (n > 0 || has_array_mt(L, idx))) {
-        rex_buf_addc(&e->b, '[');
+        put_c(&e->b, '[');
         for (long i = 1; i <= n; i++) {
             if (i > 1)
-                rex_buf_addc(&e->b, ',');
+                put_c(&e->b, ',');
             lua_rawgeti(L, idx, (int)i);
             int rc = enc_value(e, lua_gettop(L), depth + 1);
             lua_pop(L, 1);
             if (rc)
                 return rc;
         }
-        rex_buf_addc(&e->b, ']');
+        put_c(&e->b, ']');
         return 0;
     }
-    rex_buf_addc(&e->b, '{');
+    put_c(&e->b, '{');
     int first = 1;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int kt = lua_type(L, -2);
         if (!first)
-            rex_buf_addc(&e->b, ',');
+            put_c(&e->b, ',');
         first = 0;
         if (kt == LUA_TSTRING) {
             size_t kl;
@@ -163,19 +327,19 @@ static int enc_table(struct enc *e, int idx, int depth) {
                 return -1;
             }
         } else if (kt == LUA_TNUMBER) {
-            rex_buf_addc(&e->b, '"');
+            put_c(&e->b, '"');
             if (enc_number(e, lua_tonumber(L, -2))) {
                 lua_pop(L, 2);
                 return -1;
             }
-            rex_buf_addc(&e->b, '"');
+            put_c(&e->b, '"');
         } else {
             snprintf(e->err, sizeof(e->err), "cannot encode a table key of type %s",
                      lua_typename(L, kt));
             lua_pop(L, 2);
             return -1;
         }
-        rex_buf_addc(&e->b, ':');
+        put_c(&e->b, ':');
         int rc = enc_value(e, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
         if (rc) {
@@ -183,7 +347,7 @@ static int enc_table(struct enc *e, int idx, int depth) {
             return rc;
         }
     }
-    rex_buf_addc(&e->b, '}');
+    put_c(&e->b, '}');
     return 0;
 }
 
@@ -191,10 +355,13 @@ static int enc_value(struct enc *e, int idx, int depth) {
     lua_State *L = e->L;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        rex_buf_adds(&e->b, "null");
+        put_n(&e->b, "null", 4);
         return 0;
     case LUA_TBOOLEAN:
-        rex_buf_adds(&e->b, lua_toboolean(L, idx) ? "true" : "false");
+        if (lua_toboolean(L, idx))
+            put_n(&e->b, "true", 4);
+        else
+            put_n(&e->b, "false", 5);
         return 0;
     case LUA_TNUMBER:
         return enc_number(e, lua_tonumber(L, idx));
@@ -205,7 +372,7 @@ static int enc_value(struct enc *e, int idx, int depth) {
     }
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) {
-            rex_buf_adds(&e->b, "null");
+            put_n(&e->b, "null", 4);
             return 0;
         }
         break;
@@ -232,10 +399,17 @@ char *rex_json_encode_lua(lua_State *L, int idx, size_t *len, char *err, size_t 
     struct enc e;
     e.L = L;
     e.err[0] = '\0';
+    e.memo = NULL;
+    e.memo_cap = e.memo_used = 0;
+    e.deepest = 0;
     rex_buf_init(&e.b);
     if (idx < 0)
         idx = lua_gettop(L) + idx + 1;
-    if (enc_value(&e, idx, 0)) {
+    int rc = enc_value(&e, idx, 0);
+    rex_free(e.memo);
+    if (!rc)
+        *room(&e.b, 0) = '\0';
+    if (rc) {
         rex_buf_free(&e.b);
         if (err && errlen)
             snprintf(err, errlen, "%s", e.err);
