@@ -2,6 +2,8 @@
 #include <rex/log.h>
 #include <rex/rex.h>
 
+#include "runtime/lcache.h"
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -91,11 +93,28 @@ static int l_listdir(lua_State *L) {
     return 1;
 }
 
+/* core.load_cached(path) -> chunk | nil, message: loadfile through the process-wide cache of
+ * compiled chunks (for the installation's own files) */
+static int l_load_cached(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (rex__lua_load_cached(L, path)) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    return 1;
+}
+
 int rex__lcore_open(lua_State *L) {
-    static const luaL_Reg fns[] = {{"log", l_log},         {"log_enabled", l_log_enabled},
-                                   {"redact", l_redact},   {"secret_key", l_secret_key},
-                                   {"now_ms", l_now_ms},   {"monotonic_ms", l_monotonic_ms},
-                                   {"listdir", l_listdir}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"log", l_log},
+                                   {"log_enabled", l_log_enabled},
+                                   {"redact", l_redact},
+                                   {"secret_key", l_secret_key},
+                                   {"now_ms", l_now_ms},
+                                   {"monotonic_ms", l_monotonic_ms},
+                                   {"listdir", l_listdir},
+                                   {"load_cached", l_load_cached},
+                                   {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
     lua_pushstring(L, REX_VERSION);

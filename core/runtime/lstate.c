@@ -4,6 +4,7 @@
 
 #include "runtime/http.h"
 #include "runtime/json.h"
+#include "runtime/lcache.h"
 #include "runtime/lsandbox.h"
 
 #include <lauxlib.h>
@@ -158,6 +159,10 @@ int rex_lstate_new(const struct rex_lstate_opts *opts, rex_lstate **out, char *e
     lua_setfield(L, -2, "path");
     lua_pushstring(L, home);
     lua_setfield(L, -2, "rex_home");
+    lua_pop(L, 1);
+    /* the project's modules are parsed once per process, not once per state */
+    lua_pushfstring(L, "%s/lua/", home);
+    rex__lua_install_cached_loader(L, lua_tostring(L, -1));
     lua_pop(L, 1);
 
     lua_getglobal(L, "require");

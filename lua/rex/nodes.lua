@@ -337,9 +337,11 @@ function nodes.new(opts)
                                 log = opts.log or rex.log, problems = {} }, Registry)
     -- built-ins in the original's order first, then any other file of the directory
     local dir = opts.builtin_dir or (nodes.home() .. "/nodes")
+    -- the installation's own node files are parsed once per process (rex.core.load_cached)
+    local load_chunk = not opts.builtin_dir and require("rex.core").load_cached or loadfile
     for _, t in ipairs(nodes.BUILTIN_ORDER) do
         local path = dir .. "/" .. t .. ".lua"
-        local chunk = loadfile(path)
+        local chunk = load_chunk(path)
         if chunk then
             local ok, def = pcall(chunk)
             if ok then
@@ -356,7 +358,7 @@ function nodes.new(opts)
     for _, name in ipairs(names) do
         local t = name:sub(1, -5)
         if name:sub(-4) == ".lua" and not self.by_type[t] then
-            local chunk, err = loadfile(dir .. "/" .. name)
+            local chunk, err = load_chunk(dir .. "/" .. name)
             if chunk then
                 local ok, def = pcall(chunk)
                 if ok then
