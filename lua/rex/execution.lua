@@ -4,13 +4,15 @@
 --   require("rex.execution").process(job)   -- the execute-workflow job handler
 --
 -- Round trips: the pickup reads (execution, workflow, authorization, domain configs) go in one
--- batch; telemetry rows (steps, attempts, snapshots, retrieval and guardrail events) are buffered
--- and written as one multi-row INSERT per table every REX_TELEMETRY_FLUSH_MS (default 100), and
--- they and the "running"/"validated" updates are queued in libpq pipeline mode (prepared
--- statements) without waiting; the queue is flushed and checked when the execution's status is re-read for cancel requests (at most every
--- REX_CANCEL_CHECK_MS, default 200, at a step boundary) and with the final status update. So the
--- UI sees live progress, and a short workflow costs two round trips (the pickup batch, and the
--- final status with the telemetry and the alert-rule read).
+-- batch; telemetry rows (steps, attempts, snapshots, retrieval and guardrail events) are
+-- buffered and written every REX_TELEMETRY_FLUSH_MS (default 100) as one statement holding a
+-- multi-row INSERT per table (the last of them together with the final status update), and they
+-- and the "running" update (with the authorization's "validated" mark) are queued in libpq
+-- pipeline mode (prepared statements) without waiting; the queue is flushed and checked when the
+-- execution's status is re-read for cancel requests (at most every REX_CANCEL_CHECK_MS, default
+-- 200, at a step boundary) and with the final status update. So the UI sees live progress, and a
+-- short workflow costs two round trips (the pickup, and the final status with the telemetry and
+-- the alert-rule read) and seven statements.
 --
 -- Outcomes:
 --   execution missing or canceled at pickup        -> nothing written, job completes
@@ -237,6 +239,9 @@ local BEST_EFFORT = {
 }
 
 function Exec:check_failures(failures)
+    if #self.merged > 0 then
+        failures = self:resend_merged(failures)
+    end
     for _, f in ipairs(failures) do
         local be = BEST_EFFORT[f.tag]
         if be then
@@ -350,16 +355,120 @@ function Exec:push(kind, row)
     end
 end
 
--- Queues the buffered rows (pipeline mode: no wait; failures surface at the next sync).
-function Exec:flush()
-    self.last_flush = rex.monotonic_ms()
+-- The statement writing several tables at once: each table's INSERT becomes a data-modifying
+-- WITH query, the last one (or the final status update, `main`) the main statement; each has
+-- parameters of its own so they are typed exactly as in their own statement.
+local function merged_sql(x, kinds, main)
+    local parts = {}
+    for i, kind in ipairs(kinds) do
+        parts[i] = FLUSH_SQL[kind](x)
+    end
+    parts[#parts + 1] = main
+    for i, sql in ipairs(parts) do
+        local base = (i - 1) * 3
+        parts[i] = sql:gsub("%$(%d)", function(d)
+            return "$" .. (base + tonumber(d))
+        end)
+    end
+    local head = {}
+    for i = 1, #parts - 1 do
+        head[i] = ("t%d AS (%s)"):format(i, parts[i])
+    end
+    return "WITH " .. table.concat(head, ", ") .. " " .. parts[#parts]
+end
+
+-- Takes the buffered rows: kinds (in FLUSH_ORDER) and their rows, or nil when there are none.
+function Exec:take_rows()
+    local kinds, rows
     for _, kind in ipairs(FLUSH_ORDER) do
-        local rows = self.buf[kind]
-        if #rows > 0 then
+        local b = self.buf[kind]
+        if #b > 0 then
             self.buf[kind] = {}
-            self:send(FLUSH_SQL[kind](self), { self.id, self.tenant, array(rows) }, kind)
+            kinds = kinds or {}
+            rows = rows or {}
+            kinds[#kinds + 1] = kind
+            rows[#rows + 1] = array(b)
         end
     end
+    return kinds, rows
+end
+
+-- One statement for the rows of several tables and, at the end, the final status update (its
+-- SQL and three parameters as `main`). Returns sql, params and the entry that lets the parts be
+-- sent again one by one (Exec:resend_merged) if the statement fails.
+function Exec:merged_statement(kinds, rows, main, main_params)
+    local params = { n = 3 * #kinds + (main and 3 or 0) }
+    local jsons = {}
+    for i = 1, #kinds do
+        local encoded, err = json.encode(rows[i])
+        if not encoded then
+            error(err, 0)
+        end
+        jsons[i] = encoded
+        params[3 * i - 2], params[3 * i - 1], params[3 * i] = self.id, self.tenant, encoded
+    end
+    if main then
+        local b = 3 * #kinds
+        params[b + 1], params[b + 2], params[b + 3] = main_params[1], main_params[2],
+            main_params[3]
+    end
+    return merged_sql(self, kinds, main), params, { kinds = kinds, jsons = jsons }
+end
+
+-- Queues the buffered rows (pipeline mode: no wait; failures surface at the next sync). Rows of
+-- several tables go as one statement (one transaction instead of one per table); if it fails,
+-- Exec:resend_merged sends each table's rows again as its own statement, so a failing
+-- best-effort table still costs only its own rows, as when every table had its own statement.
+function Exec:flush()
+    self.last_flush = rex.monotonic_ms()
+    local kinds, rows = self:take_rows()
+    if not kinds then
+        return
+    end
+    if #kinds == 1 then
+        self:send(FLUSH_SQL[kinds[1]](self), { self.id, self.tenant, rows[1] }, kinds[1])
+        return
+    end
+    local sql, params, entry = self:merged_statement(kinds, rows)
+    local merged = self.merged
+    merged[#merged + 1] = entry
+    self:send(sql, params, "telemetry:" .. #merged)
+end
+
+-- Sends the rows of a failed merged statement again, one statement per table.
+function Exec:send_parts(entry)
+    for i, kind in ipairs(entry.kinds) do
+        self:send(FLUSH_SQL[kind](self), { self.id, self.tenant, entry.jsons[i] }, kind)
+    end
+end
+
+-- Called with the failures of a sync: every merged telemetry statement has been answered by now.
+-- Those that failed are sent again, one statement per table; returns the failures with theirs in
+-- place of the merged statements'.
+function Exec:resend_merged(failures)
+    local merged = self.merged
+    self.merged = {}
+    local rest, again = {}, false
+    for _, f in ipairs(failures) do
+        local m = merged[tonumber(f.tag:match("^telemetry:(%d+)$"))]
+        if m then
+            self:send_parts(m)
+            again = true
+        else
+            rest[#rest + 1] = f
+        end
+    end
+    if not again then
+        return failures
+    end
+    local ok, more = pcall(self.db.sync, self.db)
+    if not ok then
+        self:infra(more)
+    end
+    for _, f in ipairs(more) do
+        rest[#rest + 1] = f
+    end
+    return rest
 end
 
 function Exec:on_step_complete(step)
@@ -837,6 +946,7 @@ function M.process(job)
         last_flush = rex.monotonic_ms(),
         flush_interval = env_number("REX_TELEMETRY_FLUSH_MS", 100),
         buf = { steps = {}, attempts = {}, snapshot = {}, retrieval = {}, guardrail = {} },
+        merged = {},
         check_interval = env_number("REX_CANCEL_CHECK_MS", 200),
     }, Exec)
 
@@ -886,18 +996,35 @@ function M.process(job)
         return nil
     end
 
-    -- the final status, with the queued telemetry and the alert rules read, in one round trip
+    -- the final status, with the queued telemetry and the alert rules read, in one round trip;
+    -- the rows still buffered and the status update are one statement (one transaction) and, if
+    -- it fails, are sent again one by one so each part fails or succeeds as on its own
     local function finish(status, message)
-        x:flush()
-        local list = { { "UPDATE executions SET status = $2, finished_at = now(), "
-            .. "error_message = $3 WHERE id = $1 AND (status <> 'canceled' OR $2 = 'canceled')",
-            { id, status, message == nil and null or clean_message(message), n = 3 } } }
+        local upd = "UPDATE executions SET status = $2, finished_at = now(), error_message = $3 "
+            .. "WHERE id = $1 AND (status <> 'canceled' OR $2 = 'canceled')"
+        local upd_params = { id, status, message == nil and null or clean_message(message), n = 3 }
+        x.last_flush = rex.monotonic_ms()
+        local kinds, rows = x:take_rows()
+        local entry
+        local list = { { upd, upd_params } }
+        if kinds then
+            list[1][1], list[1][2], entry = x:merged_statement(kinds, rows, upd, upd_params)
+        end
         if db:has_table("alert_rules") and db:has_table("alert_events") then
             list[2] = { x:alert_rules_sql() }
         end
         local bok, res = pcall(db.batch, db, list)
         if not bok then
             x:infra(res)
+        end
+        if res[1].error and entry then
+            x:send_parts(entry)
+            bok, res[1] = pcall(function()
+                return db:batch({ { upd, upd_params } })[1]
+            end)
+            if not bok then
+                x:infra(res[1])
+            end
         end
         x:sync() -- no round trip: collects the failures of the flushed rows
         if res[1].error then
@@ -921,24 +1048,32 @@ function M.process(job)
             log.info("Re-run of an execution: earlier telemetry removed",
                 { executionId = id, previousStatus = erow.status, attempt = job.attempts_made + 1 })
         end
-        x:send("UPDATE executions SET status = 'running', started_at = now(), finished_at = NULL, "
-            .. "error_message = NULL WHERE id = $1", { id }, "running")
+        -- the execution is `running` from here on, whatever follows; a first use of the
+        -- authorization is marked in the same statement (one transaction instead of two)
+        local RUNNING = "UPDATE executions SET status = 'running', started_at = now(), "
+            .. "finished_at = NULL, error_message = NULL WHERE id = $1"
 
         -- authorization (§2.2)
         if has_auth then
             if not is_uuid(auth_id) then
+                x:send(RUNNING, { id }, "running")
                 return "unauthorized", (type(auth_id) == "string" and auth_id ~= "")
                     and "Execution authorization is invalid, revoked, or expired"
                     or "Execution authorization token missing from job payload"
             end
             local arow = res[auth_i].rows[1]
             if not arow then
+                x:send(RUNNING, { id }, "running")
                 return "unauthorized", "Execution authorization is invalid, revoked, or expired"
             end
             if not arow.validated_at then
-                x:send("UPDATE execution_authorizations SET validated_at = now() WHERE id = $1",
-                    { auth_id }, "authorization")
+                x:send("WITH a AS (UPDATE execution_authorizations SET validated_at = now() "
+                    .. "WHERE id = $2) " .. RUNNING, { id, auth_id }, "running")
+            else
+                x:send(RUNNING, { id }, "running")
             end
+        else
+            x:send(RUNNING, { id }, "running")
         end
 
         -- workflow
