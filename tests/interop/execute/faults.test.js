@@ -52,8 +52,12 @@ function shape(executionId) {
   return {
     status: p.execution.status,
     error: p.execution.error_message,
-    steps: p.steps.map((r) => normalize({ node: r.node_id, status: r.status, output: r.output, error: r.error })),
-    attempts: p.attempts.map((a) => [a.node_id, a.attempt, a.status, a.reason]),
+    // one set of rows, whatever their heap order: rows of one statement share created_at, and
+    // after a re-run's cleanup new rows may land in freed space before older pages
+    steps: p.steps.map((r) => normalize({ node: r.node_id, status: r.status, output: r.output, error: r.error }))
+      .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)),
+    attempts: p.attempts.map((a) => [a.node_id, a.attempt, a.status, a.reason])
+      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1])),
     snapshots: p.snapshots.map((r) => [r.sequence, r.reason, r.node_id]),
   };
 }
