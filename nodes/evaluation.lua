@@ -28,13 +28,7 @@ return {
         retryReasonPrefix = { type = "any", doc = "default 'Evaluation failed'" },
     },
     validate = function(config)
-        local errs = {}
-        if config.valuePath ~= nil and type(config.valuePath) ~= "string" then
-            errs[#errs + 1] = "valuePath must be a string"
-        end
-        if config.requiredText ~= nil and type(config.requiredText) ~= "string" then
-            errs[#errs + 1] = "requiredText must be a string"
-        end
+        local errs = util.check_strings(config, { "valuePath", "requiredText" })
         for _, k in ipairs({ "minLength", "maxLength" }) do
             if config[k] ~= nil then
                 local n = util.js_number(config[k])

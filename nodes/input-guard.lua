@@ -28,13 +28,7 @@ return {
         redactPII = { type = "any", doc = "default true" },
     },
     validate = function(config)
-        local errs = {}
-        if config.valuePath ~= nil and type(config.valuePath) ~= "string" then
-            errs[#errs + 1] = "valuePath must be a string"
-        end
-        if config.outputKey ~= nil and type(config.outputKey) ~= "string" then
-            errs[#errs + 1] = "outputKey must be a string"
-        end
+        local errs = util.check_strings(config, { "valuePath", "outputKey" })
         return #errs == 0 or nil, errs
     end,
     execute = function(ctx, input, config)

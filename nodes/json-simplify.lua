@@ -60,13 +60,7 @@ return {
         includeArrays = { type = "any", doc = "default true" },
     },
     validate = function(config)
-        local errs = {}
-        if config.inputPath ~= nil and type(config.inputPath) ~= "string" then
-            errs[#errs + 1] = "inputPath must be a string"
-        end
-        if config.outputKey ~= nil and type(config.outputKey) ~= "string" then
-            errs[#errs + 1] = "outputKey must be a string"
-        end
+        local errs = util.check_strings(config, { "inputPath", "outputKey" })
         return #errs == 0 or nil, errs
     end,
     execute = function(ctx, input, config)

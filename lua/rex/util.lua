@@ -94,6 +94,18 @@ local function trim(s)
 end
 util.trim = trim
 
+-- Node config checks: appends "<name> must be a string" to errs for each of names that is set
+-- to something else. Returns errs.
+function util.check_strings(config, names, errs)
+    errs = errs or {}
+    for _, k in ipairs(names) do
+        if config[k] ~= nil and type(config[k]) ~= "string" then
+            errs[#errs + 1] = k .. " must be a string"
+        end
+    end
+    return errs
+end
+
 -- The original's asNonEmptyString: a string whose trimmed value is non-empty -> trimmed, else nil.
 function util.non_empty_string(v)
     if type(v) ~= "string" then
