@@ -623,15 +623,7 @@ function Exec:get_api_key(provider)
         error(("No %s API key found for user. Please add your API key in settings."):format(
             provider), 0)
     end
-    local master = os.getenv("ENCRYPTION_MASTER_KEY")
-    if not master or master == "" then
-        error(("The %s API key cannot be decrypted: ENCRYPTION_MASTER_KEY is not set"):format(
-            provider), 0)
-    end
-    local key, err = store.decrypt_api_key(row.encrypted_key, master)
-    if not key then
-        error(("The %s API key cannot be decrypted: %s"):format(provider, tostring(err)), 0)
-    end
+    local key = store.provider_key(provider, row.encrypted_key)
     self.keys[provider] = key
     return key
 end

@@ -210,6 +210,21 @@ function store.decrypt_api_key(stored, master_key)
     return c_mod().decrypt_api_key(stored, master_key)
 end
 
+-- A provider's stored key (api_keys.encrypted_key) decrypted with ENCRYPTION_MASTER_KEY, or a
+-- raised message naming the provider (never the key).
+function store.provider_key(provider, encrypted)
+    local master = os.getenv("ENCRYPTION_MASTER_KEY")
+    if not master or master == "" then
+        error(("The %s API key cannot be decrypted: ENCRYPTION_MASTER_KEY is not set"):format(
+            provider), 0)
+    end
+    local key, err = store.decrypt_api_key(encrypted, master)
+    if not key then
+        error(("The %s API key cannot be decrypted: %s"):format(provider, tostring(err)), 0)
+    end
+    return key
+end
+
 function store.encrypt_api_key(plaintext, master_key, salt, iv)
     return c_mod().encrypt_api_key(plaintext, master_key, salt, iv)
 end

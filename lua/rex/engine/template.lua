@@ -2,7 +2,7 @@
 local util = require("rex.util")
 
 local null = util.null
-local js_string, index_segment, split_path = util.js_string, util.index_segment, util.split_path
+local js_string = util.js_string
 local type, gsub, find = type, string.gsub, string.find
 local encode = util.json_text
 local trim = util.trim
@@ -14,20 +14,7 @@ local function valid_path(p)
 end
 
 -- Walks the path; returns the value or nil (a non-object intermediate stops the walk).
-local function walk(root, path)
-    local segs = split_path(path)
-    local cur = root
-    for i = 1, #segs do
-        if type(cur) ~= "table" then
-            return nil
-        end
-        cur = index_segment(cur, segs[i])
-        if cur == nil then
-            return nil
-        end
-    end
-    return cur
-end
+local walk = util.get_path
 template.walk = walk
 
 local function keep_missing(v)

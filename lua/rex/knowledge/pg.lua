@@ -328,12 +328,18 @@ function PG:_commit_chunks(corpus, doc, rows, model)
         self:_chunk_statements(doc.id, corpus.id, rows, model))
 end
 
-function PG:_fail_document(corpus, doc, err)
-    local ok, ferr = pcall(batch, self.db, "Knowledge document update failed", {
+-- The document `failed` with the message, and its corpus status recomputed.
+local function fail_statements(doc_id, corpus_id, msg)
+    return {
         { "UPDATE knowledge_documents SET status = 'failed', error = $2, updated_at = now() "
-            .. "WHERE id = $1", { doc.id, runtime.cut_units(tostring(err), 4096) } },
-        { RECOMPUTE, { corpus.id } },
-    })
+            .. "WHERE id = $1", { doc_id, runtime.cut_units(tostring(msg), 4096) } },
+        { RECOMPUTE, { corpus_id } },
+    }
+end
+
+function PG:_fail_document(corpus, doc, err)
+    local ok, ferr = pcall(batch, self.db, "Knowledge document update failed",
+        fail_statements(doc.id, corpus.id, err))
     if not ok then
         self.log("error", "Knowledge document status not recorded", {
             documentId = doc.id, corpusId = corpus.id, error = ferr.message or tostring(ferr),
@@ -539,15 +545,7 @@ local function job_api_keys(db, user_id)
         if not rows[1] then
             error(format("No %s API key found for user", provider), 0)
         end
-        local master = os.getenv("ENCRYPTION_MASTER_KEY")
-        if not master or master == "" then
-            error(format("The %s API key cannot be decrypted: ENCRYPTION_MASTER_KEY is not set",
-                provider), 0)
-        end
-        local key, err = require("rex.store").decrypt_api_key(rows[1].encrypted_key, master)
-        if not key then
-            error(format("The %s API key cannot be decrypted: %s", provider, tostring(err)), 0)
-        end
+        local key = require("rex.store").provider_key(provider, rows[1].encrypted_key)
         cache[provider] = key
         return key
     end
@@ -642,11 +640,8 @@ function pg.ingest_job(db, job, opts)
     end)
     if not ok then
         local msg = type(err) == "table" and tostring(err.message) or tostring(err)
-        local fok, ferr = pcall(batch, db, "Knowledge document update failed", {
-            { "UPDATE knowledge_documents SET status = 'failed', error = $2, updated_at = now() "
-                .. "WHERE id = $1", { did, runtime.cut_units(msg, 4096) } },
-            { RECOMPUTE, { cid } },
-        })
+        local fok, ferr = pcall(batch, db, "Knowledge document update failed",
+            fail_statements(did, cid, msg))
         log("error", "Knowledge ingestion failed", { corpusId = cid, documentId = did,
                                                      error = msg })
         if not fok then
