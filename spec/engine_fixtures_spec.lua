@@ -48,9 +48,11 @@ local function normalize(v, drop_matches)
     return out
 end
 
--- Runs a command; returns stdout and the exit code (LuaJIT's popen close has no status).
+-- Runs a command; returns stdout and the exit code (LuaJIT's popen close has no status). Without
+-- DATABASE_URL, whatever the caller's environment: the fixtures' knowledge is `run`'s in-memory
+-- store (with DATABASE_URL, `run` would use PostgreSQL's).
 local function sh(cmd)
-    local p = io.popen(cmd .. ' 2>/dev/null; echo "__EXIT:$?"')
+    local p = io.popen("env -u DATABASE_URL " .. cmd .. ' 2>/dev/null; echo "__EXIT:$?"')
     local out = p:read("*a")
     p:close()
     local code = tonumber(out:match("__EXIT:(%d+)%s*$"))
