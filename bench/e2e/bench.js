@@ -4,7 +4,11 @@
 // times in the same run: batched telemetry (the default: multi-row inserts, pipelined), one
 // pipelined statement per row (REX_TELEMETRY_FLUSH_MS=0), and the baseline with one round trip
 // per row (REX_TELEMETRY_FLUSH_MS=0 REX_PG_PER_ROW=1). Prints executions/s, statements and round trips per execution (from the
-// worker's "Execution completed" lines), and the worker's RSS (peak and at the end).
+// worker's "Execution completed" lines), the worker's RSS (peak and at the end), and the CPU per
+// execution of the worker, PostgreSQL (postmaster and its children) and Redis. As in bench/queue,
+// the queue is paused while the jobs are added and the worker starts; the clock runs from resume
+// until wait, active, delayed and prioritized are empty, polled every 5 ms (a QueueEvents listener
+// would cost this 2-core machine about a tenth of its CPU during the measurement).
 // usage: node bench/e2e/bench.js [executions=500] [concurrency=8]
 'use strict';
 
@@ -15,7 +19,8 @@ const { spawn, execFileSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const NM = path.join(ROOT, 'tests', 'interop', 'node_modules');
-const { Queue, QueueEvents } = require(path.join(NM, 'bullmq5'));
+const { Queue } = require(path.join(NM, 'bullmq5'));
+const IORedis = require(path.join(NM, 'ioredis'));
 const N = Number(process.argv[2] || 500);
 const CONC = String(process.argv[3] || 8);
 const BIN = process.env.REX_WORKER_BIN || path.join(ROOT, 'build-e2e', 'rex-worker');
@@ -48,6 +53,34 @@ const PAYLOAD = { customer: '  Alice Example  ', amount: '250', note: ' contact 
 const OPTS = { attempts: 3, backoff: { type: 'exponential', delay: 2000 },
   removeOnComplete: { count: 1000 }, removeOnFail: { count: 5000 } };
 
+// utime + stime of a process, seconds (clock ticks of 10 ms)
+function procCpu(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+// PostgreSQL: the postmaster and every process it started (backends, WAL writer, ...). Backends
+// that exit during the measurement are lost from the sum; the worker's connections stay open.
+function pgCpu() {
+  const root = Number(process.env.PG_PID);
+  if (!root) return NaN; // PG_PID not given (scripts/services.sh exports it)
+  let sum = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
+      if (Number(d) === root || Number(f[1]) === root) sum += (Number(f[11]) + Number(f[12])) / 100;
+    } catch (_) { /* gone */ }
+  }
+  return sum;
+}
+
+async function redisCpu(admin) {
+  const info = await admin.info('cpu');
+  const g = (k) => parseFloat((info.match(new RegExp(`${k}:([0-9.]+)`)) || [0, '0'])[1]);
+  return g('used_cpu_user') + g('used_cpu_sys');
+}
+
 function rss(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const get = (k) => Number((s.match(new RegExp(`${k}:\\s+(\\d+)`)) || [])[1] || 0) / 1024;
@@ -58,12 +91,8 @@ async function round(label, extraEnv) {
   const queueName = `bench-e2e-${label}-${process.pid}-${Date.now()}`;
   const connection = { host: REDIS.hostname, port: Number(REDIS.port), maxRetriesPerRequest: null };
   const queue = new Queue(queueName, { connection });
-  // finished jobs counted from the events stream (removeOnComplete keeps only the last 1000)
-  const qe = new QueueEvents(queueName, { connection });
-  await qe.waitUntilReady();
-  let finished = 0;
-  qe.on('completed', () => { finished += 1; });
-  qe.on('failed', () => { finished += 1; });
+  const admin = new IORedis(connection);
+  await queue.pause();
   const workflowId = crypto.randomUUID();
   psql(`INSERT INTO workflows (id, user_id, name, nodes, edges) VALUES ('${workflowId}', '${USER}',
     'bench', '${JSON.stringify(WORKFLOW.nodes)}'::jsonb, '${JSON.stringify(WORKFLOW.edges)}'::jsonb)`);
@@ -80,26 +109,43 @@ async function round(label, extraEnv) {
 
   const env = { PATH: process.env.PATH, REDIS_URL: process.env.REDIS_URL, DATABASE_URL: DB,
     QUEUE_NAME: queueName, WORKER_CONCURRENCY: CONC, LOG_LEVEL: 'info', REX_ENV_FILE: '/dev/null',
-    ENCRYPTION_MASTER_KEY: 'bench', ...extraEnv };
+    ENCRYPTION_MASTER_KEY: 'bench', ...(process.env.REX_LUA_JIT ? { REX_LUA_JIT: process.env.REX_LUA_JIT } : {}),
+    ...extraEnv };
   const proc = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   proc.on('exit', (code) => { if (code !== null && code !== 0) log += `\nworker exited ${code}`; });
+  const started = Date.now();
+  while (!log.includes('connected to redis')) {
+    if (Date.now() - started > 20000) {
+      proc.kill('SIGKILL');
+      throw new Error(`worker did not start: ${log.slice(-2000)}`);
+    }
+    await sleep(10);
+  }
+  const cpu0 = { worker: procCpu(proc.pid), pg: pgCpu(), redis: await redisCpu(admin) };
   const t0 = Date.now();
-  let done = 0;
+  await queue.resume();
+  const P = `bull:${queueName}:`;
   let peak = { now: 0, peak: 0 };
-  while (done < N) {
-    await sleep(25);
-    done = finished;
-    try { peak = rss(proc.pid); } catch (_) { /* exited */ }
+  for (let polls = 0; ; polls++) {
+    const [w, a, d, p] = await Promise.all([admin.llen(`${P}wait`), admin.llen(`${P}active`),
+      admin.zcard(`${P}delayed`), admin.zcard(`${P}prioritized`)]);
+    if (w + a + d + p === 0) break;
+    if (polls % 5 === 0) {
+      try { peak = rss(proc.pid); } catch (_) { /* exited */ }
+    }
     if (Date.now() - t0 > 60000) {
       proc.kill('SIGKILL');
-      throw new Error(`timeout: ${done}/${N}\n${log.slice(-2000)}`);
+      throw new Error(`timeout: ${w + a + d + p} jobs left\n${log.slice(-2000)}`);
     }
+    await sleep(5);
   }
   const secs = (Date.now() - t0) / 1000;
-  const cpu = fs.readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const cpuSecs = (Number(cpu[11]) + Number(cpu[12])) / 100; // utime + stime, clock ticks
+  try { peak = rss(proc.pid); } catch (_) { /* exited */ }
+  const cpu = { worker: procCpu(proc.pid) - cpu0.worker, pg: pgCpu() - cpu0.pg,
+    redis: (await redisCpu(admin)) - cpu0.redis };
+  const cpuSecs = cpu.worker;
   proc.kill('SIGTERM');
   await new Promise((r) => proc.on('exit', r));
   const lines = log.split('\n').filter((l) => l.includes('"Execution completed"')).map((l) => JSON.parse(l));
@@ -110,12 +156,14 @@ async function round(label, extraEnv) {
     || '/' || (SELECT count(*) FROM execution_context_snapshots s JOIN executions e ON e.id = s.execution_id WHERE e.workflow_id = '${workflowId}')
     || '/' || (SELECT count(*) FROM execution_step_attempts s JOIN executions e ON e.id = s.execution_id WHERE e.workflow_id = '${workflowId}')`);
   if (statuses !== `completed=${N}`) throw new Error(`not every execution completed: ${statuses}`);
-  await qe.close();
   await queue.obliterate({ force: true });
   await queue.close();
+  admin.disconnect();
   return { label, executions: N, seconds: secs, perSec: N / secs, statements: avg('statements'),
     roundTrips: avg('roundTrips'), rssPeakMB: peak.peak, rssEndMB: peak.now,
-    workerCpuSecs: cpuSecs, statuses, stepsSnapshotsAttempts: rows };
+    workerCpuSecs: cpuSecs, cpuMsPerExecution: { worker: (cpu.worker / N) * 1000,
+      postgres: (cpu.pg / N) * 1000, redis: (cpu.redis / N) * 1000 },
+    statuses, stepsSnapshotsAttempts: rows };
 }
 
 (async () => {
@@ -129,6 +177,9 @@ async function round(label, extraEnv) {
       + `${r.statements.toFixed(1)} statements and ${r.roundTrips.toFixed(1)} round trips per execution; `
       + `worker RSS peak ${r.rssPeakMB.toFixed(1)} MB (end ${r.rssEndMB.toFixed(1)} MB); worker CPU ${r.workerCpuSecs.toFixed(2)} s `
       + `(${(r.workerCpuSecs / r.seconds * 100).toFixed(0)}% of one core); statuses ${r.statuses}; steps/snapshots/attempts ${r.stepsSnapshotsAttempts}`);
+    const c = r.cpuMsPerExecution;
+    console.log(`${''.padEnd(10)} CPU ms per execution: worker ${c.worker.toFixed(2)}, PostgreSQL ${c.postgres.toFixed(2)}, `
+      + `Redis ${c.redis.toFixed(2)}, total ${(c.worker + c.postgres + c.redis).toFixed(2)} (2 cores allow ${(2000 / (c.worker + c.postgres + c.redis)).toFixed(0)} executions/s)`);
   }
   console.log(`batched / per-row throughput: ${(fast.perSec / base.perSec).toFixed(2)}x; `
     + `pipelined (a statement per row, no wait) / per-row: ${(piped.perSec / base.perSec).toFixed(2)}x; `
