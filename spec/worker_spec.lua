@@ -136,6 +136,70 @@ end }]])
     end)
 end)
 
+describe("rex.worker handler tables: failed_without_run and idle", function()
+    local dir
+    local function write(name, text)
+        local f = io.open(dir .. "/" .. name, "w")
+        f:write(text)
+        f:close()
+    end
+    before_each(function()
+        dir = os.tmpname()
+        os.remove(dir)
+        os.execute("mkdir -p " .. dir)
+        _G.__seen = {}
+    end)
+    after_each(function()
+        os.execute("rm -rf " .. dir)
+        _G.__seen = nil
+    end)
+
+    it("tells the handler of a job failed without running, then fails it for good", function()
+        write("settle.lua", [[
+return {
+    process = function(job) __seen[#__seen + 1] = "process"; return 1 end,
+    failed_without_run = function(job, reason)
+        __seen[#__seen + 1] = { job.id, job.data.executionId, job.attempts_made, reason }
+    end,
+    idle = function() __seen[#__seen + 1] = "idle" end,
+}]])
+        write("plain.lua", "return function(job) return 2 end")
+        assert(worker.init({ home = ".", jobs_path = dir }))
+        local r = worker.process({ id = "5", name = "settle", data = '{"executionId":"e1"}',
+            opts = '{"attempts":3}', atm = "1", defa = "job stalled more than allowable limit" })
+        assert.equal("failed", r.outcome)
+        assert.equal("job stalled more than allowable limit", r.value)
+        assert.same({ { "5", "e1", 1, "job stalled more than allowable limit" } }, _G.__seen)
+        -- a plain function handler has nothing to hear; the job fails the same way
+        r = worker.process({ id = "6", name = "plain", data = "{}", defa = "x" })
+        assert.equal("failed", r.outcome)
+        worker.idle()
+        assert.equal("idle", _G.__seen[2])
+        assert.equal(2, #_G.__seen)
+    end)
+
+    it("logs an error of failed_without_run or idle and changes nothing for the job", function()
+        write("bad.lua", [[
+return {
+    process = function(job) return 1 end,
+    failed_without_run = function() error("cannot settle") end,
+    idle = function() error("idle broke") end,
+}]])
+        assert(worker.init({ home = ".", jobs_path = dir }))
+        local r = worker.process({ id = "5", name = "bad", data = "not json", defa = "gone" })
+        assert.equal("failed", r.outcome)
+        assert.equal("gone", r.value)
+        assert.has_no.errors(function() worker.idle() end)
+    end)
+
+    it("refuses a handler table whose failed_without_run or idle is not a function", function()
+        write("wrong.lua", "return { process = function() end, idle = 5 }")
+        local ok, err = worker.init({ home = ".", jobs_path = dir })
+        assert.is_nil(ok)
+        assert.matches("the handler's idle must be a function", err)
+    end)
+end)
+
 describe("rex.worker.scheduler_next", function()
     it("builds the next iteration of an every scheduler", function()
         local args = worker.scheduler_next({ rjk = "s1" },

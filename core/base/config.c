@@ -460,6 +460,9 @@ static int load(struct rex_config *cfg, char *err, size_t errlen) {
         return rc;
     if ((rc = get_long("DRAIN_DELAY_MS", 5000, 10, 600000, &cfg->drain_delay_ms, err, errlen)))
         return rc;
+    if ((rc = get_long("REX_IDLE_INTERVAL_MS", 5000, 100, 86400000, &cfg->idle_interval_ms, err,
+                       errlen)))
+        return rc;
     if (getenv("WORKER_NAME") && (rc = get_name("WORKER_NAME", "", &cfg->worker_name, err, errlen)))
         return rc;
     /* checked for shape here, interpreted by the Lua side (rex.worker.keep_jobs) */

@@ -20,6 +20,7 @@ struct tctx {
     rex_lstate *ls;
     rex_mailbox *mailbox;
     int process_ref;              /* rex.worker.process */
+    int idle_ref;                 /* rex.worker.idle */
     const struct rex_config *cfg; /* the worker's, outlives the thread */
     redisContext *redis;          /* this thread's own blocking connection, NULL until used */
 };
@@ -194,6 +195,8 @@ int rex__process_thread_init(void *ud, int index, void **out, char *err, size_t 
     lua_pop(L, 2);
     lua_getfield(L, mod, "process");
     t->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, mod, "idle");
+    t->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     *out = t;
     return 0;
@@ -232,9 +235,27 @@ static double num_field(lua_State *L, int idx, const char *name, double def) {
     return v;
 }
 
+/* The idle call: rex.worker.idle() (errors are its own to log), then IDLE_DONE. */
+static void run_idle(struct tctx *t, struct rex_job *item) {
+    lua_State *L = rex_lstate_L(t->ls);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->idle_ref);
+    char err[1024];
+    if (rex_lstate_pcall(t->ls, 0, 0, err, sizeof(err)))
+        rex_log_error("idle call failed inside the worker", "error", err, NULL);
+    lua_settop(L, 0);
+    struct rex_msg *m = rex_calloc(1, sizeof(*m));
+    m->kind = REX_MSG_IDLE_DONE;
+    m->job = item;
+    rex_mailbox_post(t->mailbox, &m->link);
+}
+
 void rex__process_run(void *tctx, struct rex_link *item) {
     struct tctx *t = tctx;
     struct rex_job *job = (struct rex_job *)item;
+    if (!job->id) {
+        run_idle(t, job);
+        return;
+    }
     lua_State *L = rex_lstate_L(t->ls);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->process_ref);
     lua_createtable(L, 0, job->nfields + 2);

@@ -62,7 +62,8 @@ struct rex_worker {
     char token_base[40];
     unsigned long token_seq;
 
-    uv_timer_t renew_timer, stalled_timer, limit_timer, block_watchdog, grace_timer;
+    uv_timer_t renew_timer, stalled_timer, limit_timer, block_watchdog, grace_timer, idle_timer;
+    int idle_pending; /* an idle call is on a worker thread */
     uv_signal_t sigterm, sigint;
     int closing;
     int close_started;
@@ -669,6 +670,13 @@ static void on_scheduler_reply(rex_rconn *c, redisReply *r, void *ud) {
 static void deliver(rex_mailbox *mb, struct rex_link *item) {
     struct rex_worker *w = mb->data;
     struct rex_msg *m = (struct rex_msg *)item;
+    if (m->kind == REX_MSG_IDLE_DONE) {
+        rex__job_free(m->job);
+        rex_free(m);
+        w->idle_pending = 0;
+        maybe_close(w);
+        return;
+    }
     if (m->kind == REX_MSG_JOB_DONE) {
         struct rex_job *j = m->job;
         rex_free(m);
@@ -791,6 +799,19 @@ static void on_stalled_timer(uv_timer_t *t) {
     run_stalled_check(t->data);
 }
 
+/* An idle worker (no job in flight) lends a thread to the handlers' idle() every
+ * REX_IDLE_INTERVAL_MS: housekeeping that must not wait for the next job (execute-workflow's
+ * pending-final journal). One call at a time; a busy worker skips it. */
+static void on_idle_timer(uv_timer_t *t) {
+    struct rex_worker *w = t->data;
+    if (w->closing || w->inflight > 0 || w->idle_pending)
+        return;
+    struct rex_job *item = rex_calloc(1, sizeof(*item));
+    item->w = w;
+    w->idle_pending = 1;
+    rex_pool_submit(w->pool, &item->link);
+}
+
 /* ---- connection state ----------------------------------------------------------------------- */
 
 static void on_cmd_state(rex_rconn *c, int up, void *ud) {
@@ -838,7 +859,8 @@ static void on_conn_closed(void *ud) {
 }
 
 static void maybe_close(struct rex_worker *w) {
-    if (!w || !w->closing || w->close_started || w->inflight > 0 || w->unfinished)
+    if (!w || !w->closing || w->close_started || w->inflight > 0 || w->unfinished ||
+        w->idle_pending)
         return;
     if (w->cmd && rex_rconn_pending(w->cmd) > 0)
         return; /* progress/log writes still on their way */
@@ -848,7 +870,9 @@ static void maybe_close(struct rex_worker *w) {
     uv_timer_stop(&w->limit_timer);
     uv_timer_stop(&w->block_watchdog);
     uv_timer_stop(&w->grace_timer);
+    uv_timer_stop(&w->idle_timer);
     uv_close((uv_handle_t *)&w->renew_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->idle_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->stalled_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->limit_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->block_watchdog, on_handle_closed);
@@ -979,6 +1003,8 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     uv_timer_init(w->loop, &w->limit_timer);
     uv_timer_init(w->loop, &w->block_watchdog);
     uv_timer_init(w->loop, &w->grace_timer);
+    uv_timer_init(w->loop, &w->idle_timer);
+    w->idle_timer.data = w;
     w->renew_timer.data = w->stalled_timer.data = w->limit_timer.data = w;
     w->block_watchdog.data = w->grace_timer.data = w;
     uv_signal_init(w->loop, &w->sigterm);
@@ -1004,6 +1030,8 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     uv_timer_start(&w->renew_timer, on_renew_timer, (uint64_t)renew, (uint64_t)renew);
     uv_timer_start(&w->stalled_timer, on_stalled_timer, (uint64_t)cfg->stalled_interval_ms,
                    (uint64_t)cfg->stalled_interval_ms);
+    uv_timer_start(&w->idle_timer, on_idle_timer, (uint64_t)cfg->idle_interval_ms,
+                   (uint64_t)cfg->idle_interval_ms);
 
     char conc[24];
     fmt_long(conc, sizeof(conc), cfg->concurrency);

@@ -24,7 +24,7 @@ struct rex_job {
     struct rex_worker *w;
     struct rex_job *prev, *next; /* the worker's list of jobs it holds */
     struct rex_job *resend;      /* the list of finishes to resend after a reconnect */
-    char *id;
+    char *id;                    /* NULL for the idle call (no job: rex.worker.idle runs) */
     char token[64];
     int nfields; /* the job hash as fetched: field/value pairs */
     char **fv;
@@ -45,12 +45,18 @@ struct rex_job {
     int lifo;
 };
 
-enum rex_msg_kind { REX_MSG_JOB_DONE = 1, REX_MSG_PROGRESS, REX_MSG_LOG, REX_MSG_SCHEDULER };
+enum rex_msg_kind {
+    REX_MSG_JOB_DONE = 1,
+    REX_MSG_PROGRESS,
+    REX_MSG_LOG,
+    REX_MSG_SCHEDULER,
+    REX_MSG_IDLE_DONE /* the idle call is over (->job is its item) */
+};
 
 struct rex_msg {
     struct rex_link link;
     int kind;
-    struct rex_job *job; /* JOB_DONE */
+    struct rex_job *job; /* JOB_DONE, IDLE_DONE */
     char *id;            /* PROGRESS, LOG */
     char *a;             /* progress JSON / log line / scheduler id */
     size_t alen;

@@ -38,6 +38,7 @@ struct rex_config {
     char *remove_on_complete;  /* owned: JSON (true, false, n, {age,count,limit}) */
     char *remove_on_fail;
     long drain_delay_ms;
+    long idle_interval_ms; /* an idle worker runs the handlers' idle() this often */
     int log_level;
     char *http_allowlist; /* owned or NULL */
     int retrieval_max_requests;

@@ -880,6 +880,59 @@ local function apply_journal_throttled(db)
     end
 end
 
+local function database_url_set()
+    local url = os.getenv("DATABASE_URL")
+    return url ~= nil and url ~= ""
+end
+
+-- The job failed for good without the handler running (rex.worker: a deferred failure such as
+-- BullMQ's stalled limit, or the started-attempts limit). The attempt that was running it died
+-- with its worker, so nothing else would end the execution: it is marked failed here, or
+-- journaled when PostgreSQL does not answer. A row already finished or canceled is left alone.
+function M.failed_without_run(job, reason)
+    local data = job.data
+    local id = is_record(data) and data.executionId
+    if not is_uuid(id) or not database_url_set() then
+        return
+    end
+    local msg = ("Execution failed: %s"):format(reason)
+    local ok, db = pcall(store.get)
+    local done, res, affected = false, nil, nil
+    if ok then
+        pcall(db.sync, db)
+        done, res, affected = pcall(db.exec, db, "UPDATE executions SET status = 'failed', "
+            .. "finished_at = now(), error_message = $2 WHERE id = $1 AND status IN "
+            .. "('pending', 'running')", { id, clean_message(msg) })
+    end
+    if done then
+        if (tonumber(affected) or 0) > 0 then
+            log.warn("Execution failed: its job failed without running", { executionId = id,
+                jobId = job.id, reason = reason })
+        end
+        return
+    end
+    log.warn("PostgreSQL did not take the final status of an execution whose job failed "
+        .. "without running", { executionId = id, error = util.error_text(ok and res or db) })
+    M.record_pending_final(job, id, reason)
+end
+
+-- rex.worker calls this on an idle worker every few seconds: a journal written while
+-- PostgreSQL was down is applied without waiting for the next job (one HLEN when it is empty).
+function M.idle()
+    local redis, key = journal()
+    if not redis or not database_url_set() then
+        return
+    end
+    local n = redis("HLEN", key)
+    if not n or n == 0 then
+        return
+    end
+    local ok, db = pcall(store.get)
+    if ok then
+        M.apply_pending_final(db)
+    end
+end
+
 -- An infrastructure failure of this attempt: the execution is marked failed where PostgreSQL
 -- answers, else journaled on the last attempt (above); then the attempt fails so BullMQ retries.
 local function fail_after_fault(job, id, msg)

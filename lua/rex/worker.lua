@@ -13,6 +13,8 @@ local traceback = debug.traceback
 local M = {}
 
 local handlers = {}   -- job name -> function(job)
+local unrun = {}      -- job name -> failed_without_run(job, reason), when the handler has one
+local idlers = {}     -- job name -> idle(), when the handler has one
 local sources = {}    -- job name -> file it came from
 local emit            -- function(kind, job_id, a, b): progress and log lines out of the thread
 local defaults = {}   -- worker-level options
@@ -44,10 +46,16 @@ local function load_handler(path)
         return nil, ("%s: %s"):format(path, rex.error_message(h))
     end
     if type(h) == "function" then
-        return h
+        return { process = h }
     elseif type(h) == "table" and type(h.process) == "function" then
         local t = h
-        return function(job) return t.process(job) end
+        for _, k in ipairs({ "failed_without_run", "idle" }) do
+            if t[k] ~= nil and type(t[k]) ~= "function" then
+                return nil, ("%s: the handler's %s must be a function"):format(path, k)
+            end
+        end
+        return { process = function(job) return t.process(job) end,
+                 failed_without_run = t.failed_without_run, idle = t.idle }
     end
     return nil, ("%s: a job handler script must return a function or a table with process(job)")
         :format(path)
@@ -55,7 +63,7 @@ end
 
 -- dirs: list of directories, later ones override earlier ones (built-ins come first).
 function M.load_handlers(dirs)
-    handlers, sources = {}, {}
+    handlers, sources, unrun, idlers = {}, {}, {}, {}
     for i, dir in ipairs(dirs) do
         local files, err = list_lua_files(dir)
         if not files then
@@ -72,7 +80,8 @@ function M.load_handlers(dirs)
                 rex.log.warn("job handler replaces another", { job = name, file = path,
                     replaced = sources[name] })
             end
-            handlers[name], sources[name] = h, path
+            handlers[name], sources[name] = h.process, path
+            unrun[name], idlers[name] = h.failed_without_run, h.idle
         end
     end
     return true
@@ -373,6 +382,36 @@ function M.scheduler_next(f, opts, now)
     return { sid, next_ms, (json.encode(next_opts)), every and ("%d"):format(every) or "" }
 end
 
+-- A job that fails for good without its handler running (a deferred failure such as the stalled
+-- limit, or the started-attempts limit). A handler with failed_without_run(job, reason) hears of
+-- it first, so it can settle what the job stood for (execute-workflow ends its execution); an
+-- error there is logged and changes nothing for the job.
+local function failed_without_run(f, opts, reason)
+    local hook = unrun[f.name]
+    if hook then
+        local data = f.data and json.decode(f.data)
+        local ok, err = xpcall(hook, on_error, new_job(f, type(data) == "table" and data or {},
+            opts), reason)
+        if not ok then
+            rex.log.error("failed_without_run of the job handler raised an error",
+                { job = f.id, name = f.name, error = err.message })
+        end
+    end
+    return M.failure(f, opts, reason, nil, true)
+end
+
+-- On an idle worker (no job in flight), every few seconds: each handler's idle() runs, for
+-- housekeeping that cannot wait for the next job. Errors are logged.
+function M.idle()
+    for name, hook in pairs(idlers) do
+        local ok, err = xpcall(hook, on_error)
+        if not ok then
+            rex.log.error("idle() of a job handler raised an error", { name = name,
+                error = err.message })
+        end
+    end
+end
+
 -- f: the job hash as a table of strings, plus f.id. Returns the result table.
 function M.process(f)
     local opts = f.opts and json.decode(f.opts)
@@ -392,11 +431,11 @@ function M.process(f)
         end
     end
     if f.defa then
-        return M.failure(f, opts, f.defa, nil, true)
+        return failed_without_run(f, opts, f.defa)
     end
     local max_started = defaults.max_started_attempts
     if max_started and (tonumber(f.ats) or 0) > max_started then
-        return M.failure(f, opts, "job started more than allowable limit", nil, true)
+        return failed_without_run(f, opts, "job started more than allowable limit")
     end
     local data = {}
     if f.data then

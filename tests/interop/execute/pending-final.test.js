@@ -1,8 +1,10 @@
 // "No half-written execution left `running` forever": PostgreSQL down across every attempt of a
 // job. The last attempt cannot write the final status, so it is journaled in Redis under the
 // queue's keys (`<prefix>:<queue>:rex:pending-final`, see lua/rex/execution.lua); once PostgreSQL
-// is back, the next execute-workflow job of the queue applies it. Asserted on the persisted row
-// and on the Redis hash; every wait is bounded.
+// is back, the next execute-workflow job of the queue applies it, or an idle worker does within
+// REX_IDLE_INTERVAL_MS. And a job BullMQ fails without running it (the stalled limit, after the
+// worker running it died) ends its execution too. Asserted on the persisted row and on the Redis
+// hash; every wait is bounded.
 'use strict';
 
 const test = require('node:test');
@@ -46,6 +48,9 @@ function startPostgres() {
   pgStopped = false;
 }
 
+// these tests show the next job applying the journal: the idle call must not come first
+const NO_IDLE = { REX_IDLE_INTERVAL_MS: '86400000' };
+
 const journalKey = (s) => `bull:${s.name}:rex:pending-final`;
 
 // Another job of the same queue, run once PostgreSQL is back: it applies the journal.
@@ -61,7 +66,7 @@ test.after(() => startPostgres()); // never leave the shared PostgreSQL down
 test('PostgreSQL down across all attempts mid-run: the running row ends failed once it is back', async (t) => {
   if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
   t.after(() => startPostgres());
-  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1' }), start: false });
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1', ...NO_IDLE }), start: false });
   const w = await s.start();
   const workflowId = X.insertWorkflow(SLOW, { userId: USER });
   const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: { a: 1 } });
@@ -105,7 +110,7 @@ test('PostgreSQL down across all attempts mid-run: the running row ends failed o
 test('PostgreSQL down before pickup across all attempts: the pending row ends failed', async (t) => {
   if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
   t.after(() => startPostgres());
-  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1' }), start: false });
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1', ...NO_IDLE }), start: false });
   const workflowId = X.insertWorkflow(QUICK, { userId: USER });
   // REX's backend inserted the rows and queued the job; then PostgreSQL went away
   const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER });
@@ -139,4 +144,58 @@ test('a journaled execution that moved on (canceled meanwhile) is left as it is'
   const got = X.persisted(executionId).execution;
   assert.equal(got.status, 'canceled');
   assert.equal(await s.redis.hlen(journalKey(s)), 0, 'applied or dropped entries are removed');
+});
+
+// MAX_STALLED_COUNT 0: the first stall is already one too many. The worker running the execution
+// is SIGKILLed mid-run; the stalled check marks the job (`defa`), the next worker fetches it and
+// fails it without running it, as BullMQ does. The handler's failed_without_run ends the row.
+async function killMidRun(t, extraEnv) {
+  const env = X.workerEnv({ WORKER_CONCURRENCY: '1', LOCK_DURATION_MS: '1000',
+    STALLED_INTERVAL_MS: '500', MAX_STALLED_COUNT: '0', ...extraEnv });
+  const s = await scenario(t, { major: 5, env, start: false });
+  const a = await s.start();
+  const workflowId = X.insertWorkflow(SLOW, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: { a: 1 } });
+  await X.waitRow(`SELECT 1 FROM execution_steps WHERE execution_id = ${X.lit(executionId)} AND node_id = 'wait1'`);
+  await a.stop('SIGKILL');
+  assert.equal(X.persisted(executionId).execution.status, 'running');
+  return { s, executionId };
+}
+
+test('a job failed for the stalled limit without running: its running execution ends failed', async (t) => {
+  const { s, executionId } = await killMidRun(t, NO_IDLE);
+  const b = await s.start();
+  const failed = await s.waitFor('failed', executionId, 15000);
+  assert.equal(failed.failedReason, 'job stalled more than allowable limit');
+  const [row] = await X.waitRow(`SELECT status, error_message, finished_at IS NOT NULL AS has_finished_at
+    FROM executions WHERE id = ${X.lit(executionId)}`, (r) => r.length === 1 && r[0].status === 'failed', 10000);
+  assert.equal(row.error_message, 'Execution failed: job stalled more than allowable limit');
+  assert.equal(row.has_finished_at, true);
+  assert.match(b.stderr, /Execution failed: its job failed without running/);
+  // the steps the killed attempt wrote stay: the record of what ran before it died
+  assert.ok(X.persisted(executionId).steps.some((r) => r.node_id === 'wait1'));
+  const job = await s.job(executionId);
+  assert.equal(job.attemptsMade, 1);
+  assert.equal(s.of('completed', executionId).length, 0);
+});
+
+test('the same with PostgreSQL down: journaled, then applied by an idle worker without a new job', async (t) => {
+  if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
+  t.after(() => startPostgres());
+  const { s, executionId } = await killMidRun(t, { REX_IDLE_INTERVAL_MS: '300' });
+  stopPostgres();
+  const b = await s.start();
+  const failed = await s.waitFor('failed', executionId, 15000);
+  assert.equal(failed.failedReason, 'job stalled more than allowable limit');
+  const entry = JSON.parse(await s.redis.hget(journalKey(s), executionId));
+  assert.equal(entry.attempts, 1);
+  assert.match(entry.error, /^Execution failed after 1 attempt; the failure was recorded while PostgreSQL was unreachable: job stalled more than allowable limit$/);
+  assert.match(b.stderr, /PostgreSQL did not take the final status of an execution whose job failed without running/);
+  startPostgres();
+  // no job is added: the idle worker applies the journal on its own
+  const [row] = await X.waitRow(`SELECT status, error_message FROM executions WHERE id = ${X.lit(executionId)}`,
+    (r) => r.length === 1 && r[0].status === 'failed', 15000);
+  assert.equal(row.error_message, entry.error);
+  assert.equal(await s.redis.hexists(journalKey(s), executionId), 0, 'the journal entry is removed');
+  assert.match(b.stderr, /Pending final status applied to execution/);
 });
