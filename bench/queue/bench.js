@@ -3,7 +3,11 @@
 // Needs REDIS_URL (a fresh throwaway Redis) and REX_WORKER_BIN. Both workers run as child
 // processes with the same environment; the queue is paused while the jobs are added, the worker
 // started and connected, and the clock runs from resume until wait and active are empty.
-// Reports median jobs/s, worker and redis-server CPU per job, and the ratio rex/node.
+// Reports median jobs/s, worker and redis-server CPU per job, and the ratio rex/node. With
+// REX_FLOOR_BIN it also runs `floor` (bench/queue/floor.c) at each concurrency: a client doing
+// nothing but the fetch/finish round trips with the same scripts (at concurrency N, all N jobs
+// finished with fetch-next in one call), the ceiling a worker can reach here and the CPU the
+// round trips alone cost a client.
 'use strict';
 
 const path = require('node:path');
@@ -36,7 +40,8 @@ async function startWorker(impl, queue, conc) {
   };
   const [cmd, args] = impl === 'node'
     ? [process.execPath, [path.join(ROOT, 'tests/interop/node-worker.js')]]
-    : [process.env.REX_WORKER_BIN, ['serve']];
+    : impl === 'floor' ? [process.env.REX_FLOOR_BIN, [u.hostname, u.port, queue, String(conc)]]
+      : [process.env.REX_WORKER_BIN, ['serve']];
   if (impl === 'rex') env.LOG_LEVEL = 'info';
   const p = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -92,7 +97,8 @@ async function runOnce(impl, conc, rep, admin) {
   const acc = {};
   for (let rep = 0; rep < REPS; rep++) {
     for (const conc of CONCS) {
-      for (const impl of ['node', 'rex']) {
+      const impls = process.env.REX_FLOOR_BIN ? ['node', 'rex', 'floor'] : ['node', 'rex'];
+      for (const impl of impls) {
         const r = await runOnce(impl, conc, rep, admin);
         const k = `${impl}|${conc}`;
         (acc[k] = acc[k] || []).push(r);
@@ -107,6 +113,21 @@ async function runOnce(impl, conc, rep, admin) {
     const x = acc[`rex|${conc}`];
     const m = (a, f) => median(a.map(f));
     console.log(`${conc} | ${m(n, (r) => r.rate).toFixed(0)} | ${m(x, (r) => r.rate).toFixed(0)} | ${(m(x, (r) => r.rate) / m(n, (r) => r.rate)).toFixed(2)}x | ${m(n, (r) => r.wUs).toFixed(1)} | ${m(x, (r) => r.wUs).toFixed(1)} | ${m(n, (r) => r.rUs).toFixed(1)} | ${m(x, (r) => r.rUs).toFixed(1)}`);
+  }
+  if (acc[`floor|${CONCS[0]}`]) {
+    console.log('\nceiling: floor = the round trips alone with the same scripts (bench/queue/floor.c)');
+    console.log('concurrency | floor jobs/s | floor client CPU us/job | redis us/job floor | node % of floor | rex % of floor | 2.5x node % of floor | rex CPU / floor CPU');
+    for (const conc of CONCS) {
+      const f = acc[`floor|${conc}`];
+      const n = acc[`node|${conc}`];
+      const x = acc[`rex|${conc}`];
+      const m = (a, g) => median(a.map(g));
+      const fr = m(f, (r) => r.rate);
+      const pct = (v) => `${(100 * v / fr).toFixed(0)}%`;
+      console.log(`${conc} | ${fr.toFixed(0)} | ${m(f, (r) => r.wUs).toFixed(1)} | ${m(f, (r) => r.rUs).toFixed(1)} | `
+        + `${pct(m(n, (r) => r.rate))} | ${pct(m(x, (r) => r.rate))} | ${pct(2.5 * m(n, (r) => r.rate))} | `
+        + `${(m(x, (r) => r.wUs) / m(f, (r) => r.wUs)).toFixed(2)}x`);
+    }
   }
   admin.disconnect();
 })().catch((e) => { console.error(e); process.exit(1); });

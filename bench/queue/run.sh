@@ -8,4 +8,5 @@ cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-release -j2 >/dev/null
 eval "$(scripts/services.sh start)" >/dev/null
 trap 'scripts/services.sh stop "$REX_SERVICES_DIR"' EXIT
-REX_WORKER_BIN=$PWD/build-release/rex-worker node bench/queue/bench.js "$@"
+REX_WORKER_BIN=$PWD/build-release/rex-worker REX_FLOOR_BIN=$PWD/build-release/bench/bench_queue_floor \
+  node bench/queue/bench.js "$@"
