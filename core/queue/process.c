@@ -112,13 +112,21 @@ static int l_redis(lua_State *L) {
     for (int i = 0; i < argc; i++)
         argv[i] = luaL_checklstring(L, i + 1, &argvlen[i]);
     char err[512];
-    if (!t->redis && rex_redis_connect_sync(&t->cfg->redis, 2000, &t->redis, err, sizeof(err))) {
+    int rc = 0;
+    if (!t->redis) {
+        rex_pool_block_begin();
+        rc = rex_redis_connect_sync(&t->cfg->redis, 2000, &t->redis, err, sizeof(err));
+        rex_pool_block_end();
+    }
+    if (rc) {
         t->redis = NULL;
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
+    rex_pool_block_begin(); /* a network wait: see runtime/pool.h */
     redisReply *r = redisCommandArgv(t->redis, argc, argv, argvlen);
+    rex_pool_block_end();
     if (!r) {
         lua_pushnil(L);
         lua_pushfstring(L, "Redis: %s", t->redis->errstr[0] ? t->redis->errstr : "no reply");

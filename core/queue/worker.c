@@ -63,6 +63,8 @@ struct rex_worker {
     unsigned long token_seq;
 
     uv_timer_t renew_timer, stalled_timer, limit_timer, block_watchdog, grace_timer, idle_timer;
+    uv_timer_t nudge_timer; /* runs while more jobs are held than the pool's budget */
+    int nudging;
     int idle_pending; /* an idle call is on a worker thread */
     uv_signal_t sigterm, sigint;
     int closing;
@@ -90,6 +92,25 @@ static void maybe_close(struct rex_worker *w);
 
 /* ---- held jobs ------------------------------------------------------------------------------ */
 
+/* A job waits for a thread only when more are held than the pool runs at once (runtime/pool.h);
+ * then every 2 ms, jobs that waited 2 ms while no thread took any get a thread each, in case the
+ * running ones block in a call that did not say so. */
+#define NUDGE_MS 2
+
+static void on_nudge_timer(uv_timer_t *t) {
+    struct rex_worker *w = t->data;
+    rex_pool_nudge(w->pool, NUDGE_MS);
+}
+
+static void update_nudging(struct rex_worker *w) {
+    int want = w->inflight > rex_pool_budget(w->pool) && !w->close_started;
+    if (want && !w->nudging)
+        uv_timer_start(&w->nudge_timer, on_nudge_timer, NUDGE_MS, NUDGE_MS);
+    else if (!want && w->nudging)
+        uv_timer_stop(&w->nudge_timer);
+    w->nudging = want;
+}
+
 static void hold(struct rex_worker *w, struct rex_job *j) {
     j->prev = NULL;
     j->next = w->held;
@@ -97,6 +118,7 @@ static void hold(struct rex_worker *w, struct rex_job *j) {
         w->held->prev = j;
     w->held = j;
     w->inflight++;
+    update_nudging(w);
 }
 
 static void release(struct rex_worker *w, struct rex_job *j) {
@@ -107,6 +129,7 @@ static void release(struct rex_worker *w, struct rex_job *j) {
     if (j->next)
         j->next->prev = j->prev;
     w->inflight--;
+    update_nudging(w);
     rex__job_free(j);
 }
 
@@ -871,8 +894,11 @@ static void maybe_close(struct rex_worker *w) {
     uv_timer_stop(&w->block_watchdog);
     uv_timer_stop(&w->grace_timer);
     uv_timer_stop(&w->idle_timer);
+    uv_timer_stop(&w->nudge_timer);
+    w->nudging = 0;
     uv_close((uv_handle_t *)&w->renew_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->idle_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->nudge_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->stalled_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->limit_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->block_watchdog, on_handle_closed);
@@ -1004,7 +1030,8 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     uv_timer_init(w->loop, &w->block_watchdog);
     uv_timer_init(w->loop, &w->grace_timer);
     uv_timer_init(w->loop, &w->idle_timer);
-    w->idle_timer.data = w;
+    uv_timer_init(w->loop, &w->nudge_timer);
+    w->idle_timer.data = w->nudge_timer.data = w;
     w->renew_timer.data = w->stalled_timer.data = w->limit_timer.data = w;
     w->block_watchdog.data = w->grace_timer.data = w;
     uv_signal_init(w->loop, &w->sigterm);

@@ -2,6 +2,7 @@
 #include "runtime/http.h"
 
 #include "base/buf.h"
+#include "runtime/pool.h"
 
 #include <rex/rex.h>
 
@@ -446,7 +447,9 @@ static int l_request(lua_State *L) {
             curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "GET");
     }
 
+    rex_pool_block_begin(); /* a network wait: see runtime/pool.h */
     CURLcode rc = curl_easy_perform(c);
+    rex_pool_block_end();
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);

@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct thread {
     rex_pool *pool;
@@ -25,7 +27,32 @@ struct rex_pool {
     char err[512];
     int nthreads;
     struct thread *threads;
+    /* How many threads are woken (see pool.h): at most `budget` run at once unless some are
+     * blocked in a call that said so (rex_pool_block_begin) or the queue stalls. */
+    int budget;
+    int awake;       /* threads not waiting on cond: running an item or about to look for one */
+    int blocked;     /* of those, inside rex_pool_block_begin/_end */
+    int waiting;     /* threads waiting on cond */
+    int wakes;       /* signals sent whose thread has not woken yet */
+    double moved_ms; /* when a thread last took an item, or the queue last became non-empty */
 };
+
+static __thread rex_pool *thread_pool; /* the pool of the calling worker thread, or NULL */
+
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Under the lock: wakes one more waiting thread when items wait and fewer than `budget` threads
+ * are (or are about to be) running without being blocked. */
+static void wake_if_room(rex_pool *p) {
+    if (p->head && p->waiting > p->wakes && p->awake - p->blocked + p->wakes < p->budget) {
+        p->wakes++;
+        pthread_cond_signal(&p->cond);
+    }
+}
 
 static void *thread_main(void *arg) {
     struct thread *t = arg;
@@ -44,23 +71,34 @@ static void *thread_main(void *arg) {
     pthread_mutex_unlock(&p->lock);
     if (rc)
         return NULL;
+    thread_pool = p;
+    pthread_mutex_lock(&p->lock);
     for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (!p->head && !p->stopping)
+        while (!p->head && !p->stopping) {
+            p->awake--;
+            p->waiting++;
             pthread_cond_wait(&p->cond, &p->lock);
-        struct rex_link *item = p->head;
-        if (!item) { /* stopping and nothing left */
-            pthread_mutex_unlock(&p->lock);
-            break;
+            p->waiting--;
+            p->awake++;
+            if (p->wakes > 0)
+                p->wakes--;
         }
+        struct rex_link *item = p->head;
+        if (!item) /* stopping and nothing left */
+            break;
         p->head = item->next;
         if (!p->head)
             p->tail = NULL;
         p->queued--;
+        p->moved_ms = mono_ms();
+        wake_if_room(p); /* more items, and room for another thread */
         pthread_mutex_unlock(&p->lock);
         item->next = NULL;
         p->ops.run(tctx, item);
+        pthread_mutex_lock(&p->lock);
     }
+    p->awake--;
+    pthread_mutex_unlock(&p->lock);
     if (p->ops.thread_fini)
         p->ops.thread_fini(tctx);
     return NULL;
@@ -85,6 +123,9 @@ int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *
     pthread_cond_init(&p->ready_cond, NULL);
     p->threads = rex_calloc((size_t)n, sizeof(struct thread));
     p->nthreads = n;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    p->budget = cpus > 2 ? (int)cpus : 2;
+    p->awake = n; /* each thread counts itself out when it first waits */
     int started = 0;
     for (int i = 0; i < n; i++) {
         p->threads[i].pool = p;
@@ -121,8 +162,46 @@ void rex_pool_submit(rex_pool *p, struct rex_link *item) {
     else
         p->head = item;
     p->tail = item;
-    p->queued++;
-    pthread_cond_signal(&p->cond);
+    if (p->queued++ == 0)
+        p->moved_ms = mono_ms();
+    wake_if_room(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void rex_pool_nudge(rex_pool *p, double stall_ms) {
+    pthread_mutex_lock(&p->lock);
+    if (p->head && mono_ms() - p->moved_ms >= stall_ms) {
+        /* every thread running seems stuck in a call that did not say it blocks: a thread for
+         * each waiting item */
+        while (p->waiting > p->wakes && p->wakes < p->queued) {
+            p->wakes++;
+            pthread_cond_signal(&p->cond);
+        }
+        p->moved_ms = mono_ms();
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+int rex_pool_budget(rex_pool *p) {
+    return p->budget;
+}
+
+void rex_pool_block_begin(void) {
+    rex_pool *p = thread_pool;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->blocked++;
+    wake_if_room(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void rex_pool_block_end(void) {
+    rex_pool *p = thread_pool;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->blocked--;
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -2,6 +2,15 @@
  *
  * rex_pool: N threads, each with its own context made by ops->thread_init on that thread (the
  * LuaJIT state lives there and never leaves it). Items are run FIFO by whichever thread is free.
+ *
+ * Waking a sleeping thread costs a context switch, more than a short job itself. So a submitted
+ * item wakes a thread only while fewer than `budget` threads (the CPU count, at least 2) are
+ * running; a running thread that finishes takes the next item without sleeping. A thread about
+ * to wait for I/O says so (rex_pool_block_begin/_end around the wait: PostgreSQL, HTTP, Redis),
+ * which lets another thread take a waiting item at once. For a call that blocks without saying
+ * so (user code through the FFI, say), the loop calls rex_pool_nudge: items that waited that long
+ * with no thread taking any each get a thread. All N threads still run at once when the jobs
+ * wait on I/O; CPU-bound short jobs run on `budget` threads with far fewer wake-ups.
  * rex_mailbox: items posted from any thread are handed, in order, to a callback on the loop's
  * thread (uv_async_send plus a locked list that is drained fully). */
 #ifndef REX_RUNTIME_POOL_H
@@ -32,6 +41,14 @@ int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *
 void rex_pool_submit(rex_pool *p, struct rex_link *item);
 /* Items queued and not yet picked up by a thread. */
 int rex_pool_queued(rex_pool *p);
+/* How many threads run at once before blocked ones make room (>= 2). */
+int rex_pool_budget(rex_pool *p);
+/* From any thread: if items are queued and no thread took one for stall_ms, wakes a thread for
+ * each of them. */
+void rex_pool_nudge(rex_pool *p, double stall_ms);
+/* On a pool thread, around a wait for I/O (no-ops elsewhere). Keep them paired. */
+void rex_pool_block_begin(void);
+void rex_pool_block_end(void);
 /* Stops the threads after the items already queued, joins them and frees the pool. */
 void rex_pool_stop(rex_pool *p);
 

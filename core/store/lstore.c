@@ -11,6 +11,7 @@
 #include <rex/rex.h>
 #include <rex/store.h>
 
+#include "runtime/pool.h"
 #include "store/schema.h"
 
 #include <lauxlib.h>
@@ -154,6 +155,17 @@ static void record_failure(lua_State *L, struct lconn *k, const char *tag, PGres
     lua_pop(L, 1);
 }
 
+/* The next result; a wait for the server is announced to the worker pool, so another job can
+ * use the CPU meanwhile (runtime/pool.h). */
+static PGresult *get_result(PGconn *c) {
+    if (!PQisBusy(c))
+        return PQgetResult(c);
+    rex_pool_block_begin();
+    PGresult *r = PQgetResult(c);
+    rex_pool_block_end();
+    return r;
+}
+
 /* Reads the results of every pending entry (one round trip). Kept results stay in their entry
  * for the caller; failures of the others are recorded. Raises on connection loss. */
 static void drain(lua_State *L, struct lconn *k, struct pend *keeps, size_t *nkeeps) {
@@ -166,7 +178,7 @@ static void drain(lua_State *L, struct lconn *k, struct pend *keeps, size_t *nke
         PGresult *first = NULL;
         int nulls = 0;
         for (;;) {
-            PGresult *r = PQgetResult(k->c);
+            PGresult *r = get_result(k->c);
             if (!r) {
                 if (PQstatus(k->c) != CONNECTION_OK || ++nulls > 2) {
                     if (first)

@@ -2,6 +2,8 @@
 #include <rex/rex.h>
 #include <rex/store.h>
 
+#include "runtime/pool.h"
+
 #include <libpq-fe.h>
 
 #include <stdio.h>
@@ -15,7 +17,9 @@ int rex_pg_connect(const char *conninfo, int connect_timeout_s, PGconn **out, ch
      * the last wins, so ours come first and the caller's string can override them. */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *vals[] = {timeout, "rex-worker", conninfo, NULL};
+    rex_pool_block_begin(); /* a network wait: see runtime/pool.h */
     PGconn *c = PQconnectdbParams(keys, vals, 1);
+    rex_pool_block_end();
     if (!c) {
         snprintf(err, errlen, "cannot allocate a PostgreSQL connection");
         return REX_ECONN;
