@@ -59,11 +59,25 @@ function procCpu(pid) {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+// The postmaster's pid: the parent of the checkpointer (a local server; PG_PID as a fallback).
+let pgRoot;
+function postmasterPid() {
+  if (pgRoot === undefined) {
+    pgRoot = Number(process.env.PG_PID) || 0;
+    try {
+      const pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      pgRoot = Number(f[1]);
+    } catch (_) { /* not a local server: keep PG_PID */ }
+  }
+  return pgRoot;
+}
+
 // PostgreSQL: the postmaster and every process it started (backends, WAL writer, ...). Backends
 // that exit during the measurement are lost from the sum; the worker's connections stay open.
 function pgCpu() {
-  const root = Number(process.env.PG_PID);
-  if (!root) return NaN; // PG_PID not given (scripts/services.sh exports it)
+  const root = postmasterPid();
+  if (!root) return NaN;
   let sum = 0;
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
