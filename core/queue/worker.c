@@ -103,7 +103,7 @@ static void on_nudge_timer(uv_timer_t *t) {
 }
 
 static void update_nudging(struct rex_worker *w) {
-    int want = w->inflight > rex_pool_budget(w->pool) && !w->close_started;
+    int want = w->inflight + w->idle_pending > rex_pool_budget(w->pool) && !w->close_started;
     if (want && !w->nudging)
         uv_timer_start(&w->nudge_timer, on_nudge_timer, NUDGE_MS, NUDGE_MS);
     else if (!want && w->nudging)
@@ -697,6 +697,7 @@ static void deliver(rex_mailbox *mb, struct rex_link *item) {
         rex__job_free(m->job);
         rex_free(m);
         w->idle_pending = 0;
+        update_nudging(w);
         maybe_close(w);
         return;
     }
@@ -832,6 +833,7 @@ static void on_idle_timer(uv_timer_t *t) {
     struct rex_job *item = rex_calloc(1, sizeof(*item));
     item->w = w;
     w->idle_pending = 1;
+    update_nudging(w);
     rex_pool_submit(w->pool, &item->link);
 }
 
