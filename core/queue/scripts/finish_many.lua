@@ -20,9 +20,9 @@ for i = 1, n do
         tokens[#tokens + 1] = ARGV[b + 8]
     end
 end
-local jobs, tail = {}, 0
+local jobs, tail, batch = {}, 0, {}
 for _, token in ipairs(tokens) do
-    local reply, idle = R.fetch(P, now, token, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+    local reply, idle = R.fetch(P, now, token, ARGV[2], ARGV[3], ARGV[4], ARGV[5], batch)
     if idle then
         break
     end

@@ -116,12 +116,27 @@ end
 
 -- The fetch step (moveToActive, protocol §4.2). Returns the 4-element fetch reply, and true as
 -- a second value when nothing at all is pending (no job fetched and `delayed` empty).
-function R.fetch(qp, now, token, lock_ms, lim_max, lim_dur, name)
-    local meta = redis.call("HMGET", qp .. "meta", "paused", "concurrency", "max", "duration")
+-- batch: a table shared by the fetches of one script call (finish_many), or nil. Within one call
+-- nothing else changes the queue's meta, `now` is the same and delayed jobs are promoted by the
+-- first fetch, so the meta is read once, promotion runs once, and the base marker (a ZADD of the
+-- same member) is written once.
+function R.fetch(qp, now, token, lock_ms, lim_max, lim_dur, name, batch)
+    local meta = batch and batch.meta
+    if not meta then
+        meta = redis.call("HMGET", qp .. "meta", "paused", "concurrency", "max", "duration")
+        if batch then
+            batch.meta = meta
+        end
+    end
     local paused = meta[1] ~= false
     local blocked = paused or (tonumber(meta[2]) ~= nil and
         redis.call("LLEN", qp .. "active") >= tonumber(meta[2]))
-    R.promote(qp, now, blocked, paused)
+    if not (batch and batch.promoted) then
+        R.promote(qp, now, blocked, paused)
+        if batch then
+            batch.promoted = true
+        end
+    end
 
     local max_jobs = tonumber(meta[3]) or tonumber(lim_max)
     if max_jobs then
@@ -174,7 +189,12 @@ function R.fetch(qp, now, token, lock_ms, lim_max, lim_dur, name)
             redis.call("HSET", jk, "processedOn", R.num(now))
         end
         redis.call("HINCRBY", jk, "ats", 1)
-        R.base_marker(qp, false)
+        if not (batch and batch.marked) then
+            R.base_marker(qp, false)
+            if batch then
+                batch.marked = true
+            end
+        end
         return { redis.call("HGETALL", jk), id, 0, 0 }
     end
 
@@ -421,7 +441,6 @@ function R.finish_one(qp, id, token, now, target, value, keep_json, attempts, st
         R.dedup_finish(qp, id, f[3], now)
     end
     R.child_finished(qp, id, f[1], f[2], completed, value, now)
-    local attempts_made = redis.call("HINCRBY", jk, "atm", 1)
 
     -- Retention (keepJobs): count -1 keeps all, 0 removes this job, n > 0 keeps the newest n;
     -- age (seconds) removes up to `limit` (default 1000) older than now - age.
@@ -430,6 +449,11 @@ function R.finish_one(qp, id, token, now, target, value, keep_json, attempts, st
         keep = { count = -1 }
     end
     local count = tonumber(keep.count) or -1
+    -- attemptsMade + 1, except on a completed job about to be deleted (no one can read it)
+    local attempts_made = 0
+    if not (completed and count == 0) then
+        attempts_made = redis.call("HINCRBY", jk, "atm", 1)
+    end
     if count == 0 then
         R.remove_job(qp, id, f)
     else
