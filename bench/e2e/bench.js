@@ -21,6 +21,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const NM = path.join(ROOT, 'tests', 'interop', 'node_modules');
 const { Queue } = require(path.join(NM, 'bullmq5'));
 const IORedis = require(path.join(NM, 'ioredis'));
+const { procCpu, treeCpu, postmasterPid, redisCpu } = require('../lib/cpu');
 const N = Number(process.argv[2] || 500);
 const CONC = String(process.argv[3] || 8);
 const BIN = process.env.REX_WORKER_BIN || path.join(ROOT, 'build-e2e', 'rex-worker');
@@ -53,46 +54,11 @@ const PAYLOAD = { customer: '  Alice Example  ', amount: '250', note: ' contact 
 const OPTS = { attempts: 3, backoff: { type: 'exponential', delay: 2000 },
   removeOnComplete: { count: 1000 }, removeOnFail: { count: 5000 } };
 
-// utime + stime of a process, seconds (clock ticks of 10 ms)
-function procCpu(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-// The postmaster's pid: the parent of the checkpointer (a local server; PG_PID as a fallback).
+// PostgreSQL: the postmaster (found once) and every process it started.
 let pgRoot;
-function postmasterPid() {
-  if (pgRoot === undefined) {
-    pgRoot = Number(process.env.PG_PID) || 0;
-    try {
-      const pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
-      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      pgRoot = Number(f[1]);
-    } catch (_) { /* not a local server: keep PG_PID */ }
-  }
-  return pgRoot;
-}
-
-// PostgreSQL: the postmaster and every process it started (backends, WAL writer, ...). Backends
-// that exit during the measurement are lost from the sum; the worker's connections stay open.
 function pgCpu() {
-  const root = postmasterPid();
-  if (!root) return NaN;
-  let sum = 0;
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const f = fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
-      if (Number(d) === root || Number(f[1]) === root) sum += (Number(f[11]) + Number(f[12])) / 100;
-    } catch (_) { /* gone */ }
-  }
-  return sum;
-}
-
-async function redisCpu(admin) {
-  const info = await admin.info('cpu');
-  const g = (k) => parseFloat((info.match(new RegExp(`${k}:([0-9.]+)`)) || [0, '0'])[1]);
-  return g('used_cpu_user') + g('used_cpu_sys');
+  if (pgRoot === undefined) pgRoot = postmasterPid(psql);
+  return treeCpu(pgRoot);
 }
 
 function rss(pid) {

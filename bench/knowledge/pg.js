@@ -17,6 +17,7 @@ const { spawn, execFileSync } = require('node:child_process');
 const ROOT = path.resolve(__dirname, '..', '..');
 const NM = path.join(ROOT, 'tests', 'interop', 'node_modules');
 const { Queue, QueueEvents } = require(path.join(NM, 'bullmq5'));
+const { procCpu: cpuSecs, treeCpu, postmasterPid } = require('../lib/cpu');
 const N = Number(process.argv[2] || 1000);
 const CONC = String(process.argv[3] || 2);
 const SIZES = String(process.argv[4] || '10000,100000').split(',').map(Number);
@@ -55,24 +56,11 @@ function document(bytes) {
   return s;
 }
 
-function cpuSecs(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-// CPU of the PostgreSQL server (its postmaster PG_PID and every child), seconds; 0 if unknown.
+// CPU of the PostgreSQL server (its postmaster and every child), seconds; 0 if unknown.
+let pgRoot;
 function pgCpuSecs() {
-  const root = Number(process.env.PG_PID || 0);
-  if (!root) return 0;
-  let total = 0;
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const f = fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
-      if (Number(d) === root || Number(f[1]) === root) total += (Number(f[11]) + Number(f[12])) / 100;
-    } catch (_) { /* gone */ }
-  }
-  return total;
+  if (pgRoot === undefined) pgRoot = postmasterPid(psql);
+  return treeCpu(pgRoot) || 0;
 }
 
 async function ingestRound(label, extraEnv, docs) {

@@ -16,6 +16,7 @@ const { spawn } = require('node:child_process');
 const ROOT = path.resolve(__dirname, '..', '..');
 const { Queue } = require(path.join(ROOT, 'tests/interop/node_modules/bullmq'));
 const IORedis = require(path.join(ROOT, 'tests/interop/node_modules/ioredis'));
+const { procCpu, redisCpu } = require('../lib/cpu');
 
 const N = Number(process.argv[2] || 20000);
 const REPS = Number(process.argv[3] || 3);
@@ -24,13 +25,6 @@ const u = new URL(process.env.REDIS_URL);
 const connection = { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const TICK = 100; // USER_HZ
-
-function procCpu(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICK; // utime + stime, seconds
-}
 
 async function startWorker(impl, queue, conc) {
   const env = {
@@ -65,12 +59,7 @@ async function runOnce(impl, conc, rep, admin) {
     await q.addBulk(batch);
   }
   const w = await startWorker(impl, name, conc);
-  const redisCpu = async () => {
-    const info = await admin.info('cpu');
-    const g = (k) => parseFloat((info.match(new RegExp(`${k}:([0-9.]+)`)) || [0, '0'])[1]);
-    return g('used_cpu_user') + g('used_cpu_sys');
-  };
-  const r0 = await redisCpu();
+  const r0 = await redisCpu(admin);
   const c0 = procCpu(w.pid);
   const t0 = process.hrtime.bigint();
   await q.resume();
@@ -82,7 +71,7 @@ async function runOnce(impl, conc, rep, admin) {
   }
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const wCpu = procCpu(w.pid) - c0;
-  const rCpu = (await redisCpu()) - r0;
+  const rCpu = (await redisCpu(admin)) - r0;
   const failed = await q.getFailedCount();
   w.kill('SIGTERM');
   await new Promise((r) => w.on('exit', r));
