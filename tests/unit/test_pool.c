@@ -66,6 +66,13 @@ static rex_pool *start(int n) {
     return p;
 }
 
+static void submit_all(rex_pool *p, struct item *items, int n, enum kind kind, int ms) {
+    for (int i = 0; i < n; i++) {
+        items[i] = (struct item){.kind = kind, .ms = ms};
+        rex_pool_submit(p, &items[i].link);
+    }
+}
+
 static void wait_done(int n, double timeout_ms) {
     double end = now_ms() + timeout_ms;
     while (atomic_load(&done) < n && now_ms() < end)
@@ -77,10 +84,7 @@ TEST(pool_cpu_items_run_on_the_budget) {
     rex_pool *p = start(16);
     int budget = rex_pool_budget(p);
     struct item items[40];
-    for (int i = 0; i < 40; i++) {
-        items[i] = (struct item){.kind = SPIN, .ms = 2};
-        rex_pool_submit(p, &items[i].link);
-    }
+    submit_all(p, items, 40, SPIN, 2);
     wait_done(40, 10000);
     CHECK(atomic_load(&max_running) <= budget);
     CHECK(atomic_load(&max_running) >= 1);
@@ -91,10 +95,7 @@ TEST(pool_announced_waits_all_run_at_once) {
     rex_pool *p = start(8);
     struct item items[8];
     double t0 = now_ms();
-    for (int i = 0; i < 8; i++) {
-        items[i] = (struct item){.kind = ANNOUNCED_WAIT, .ms = 150};
-        rex_pool_submit(p, &items[i].link);
-    }
+    submit_all(p, items, 8, ANNOUNCED_WAIT, 150);
     wait_done(8, 10000);
     CHECK_INT(atomic_load(&max_running), 8);
     CHECK(now_ms() - t0 < 8 * 150 / 2); /* not one budget's worth at a time */
@@ -104,10 +105,7 @@ TEST(pool_announced_waits_all_run_at_once) {
 TEST(pool_silent_waits_get_threads_through_nudge) {
     rex_pool *p = start(6);
     struct item items[6];
-    for (int i = 0; i < 6; i++) {
-        items[i] = (struct item){.kind = SILENT_WAIT, .ms = 300};
-        rex_pool_submit(p, &items[i].link);
-    }
+    submit_all(p, items, 6, SILENT_WAIT, 300);
     /* without a nudge only the budget runs: the others wait */
     usleep(100 * 1000);
     CHECK(atomic_load(&running) <= rex_pool_budget(p));
@@ -124,10 +122,7 @@ TEST(pool_nudge_leaves_a_moving_queue_alone) {
     rex_pool *p = start(8);
     int budget = rex_pool_budget(p);
     struct item items[60];
-    for (int i = 0; i < 60; i++) {
-        items[i] = (struct item){.kind = SPIN, .ms = 1};
-        rex_pool_submit(p, &items[i].link);
-    }
+    submit_all(p, items, 60, SPIN, 1);
     /* items are taken every millisecond: a 500 ms stall threshold is never reached */
     while (atomic_load(&done) < 60) {
         rex_pool_nudge(p, 500);
@@ -140,10 +135,7 @@ TEST(pool_nudge_leaves_a_moving_queue_alone) {
 TEST(pool_stop_runs_what_is_queued) {
     rex_pool *p = start(2);
     struct item items[10];
-    for (int i = 0; i < 10; i++) {
-        items[i] = (struct item){.kind = SPIN, .ms = 1};
-        rex_pool_submit(p, &items[i].link);
-    }
+    submit_all(p, items, 10, SPIN, 1);
     rex_pool_stop(p);
     CHECK_INT(atomic_load(&done), 10);
 }
