@@ -10,7 +10,7 @@ local rex = require("rex")
 local store = require("rex.store")
 local kpg = require("rex.knowledge.pg")
 
-return function(job)
+local function process(job)
     if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
         rex.unrecoverable("ingest-knowledge-document needs DATABASE_URL (PostgreSQL) and it is not "
             .. "set")
@@ -29,3 +29,24 @@ return function(job)
     end
     error(msg, 0)
 end
+
+-- A job BullMQ fails without running it (the stalled limit): its document must not stay
+-- `processing` forever.
+local function failed_without_run(job, reason)
+    if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
+        return
+    end
+    local ok, done = pcall(function()
+        return kpg.ingest_failed_without_run(store.get(), job, reason)
+    end)
+    if not ok then
+        rex.log.error("Knowledge document left in progress: its job failed without running and "
+            .. "PostgreSQL did not take the failure", { jobId = job.id, reason = reason,
+            error = type(done) == "table" and done.message or tostring(done) })
+    elseif done then
+        rex.log.warn("Knowledge document failed: its job failed without running",
+            { jobId = job.id, documentId = job.data.documentId, reason = reason })
+    end
+end
+
+return { process = process, failed_without_run = failed_without_run }

@@ -555,6 +555,25 @@ local function job_error(msg, unrecoverable)
     error({ message = msg, unrecoverable = unrecoverable }, 0)
 end
 
+-- The job failed for good without running (rex.worker: BullMQ's stalled limit after the worker
+-- running it died, or the started-attempts limit): its document, left `pending` or
+-- `processing`, is marked failed with the reason and the corpus status recomputed, so neither
+-- stays in progress forever. A document that moved on is left alone. Raises on a database error.
+function pg.ingest_failed_without_run(db, job, reason)
+    local d = type(job.data) == "table" and job.data or {}
+    local cid, did = d.corpusId, d.documentId
+    if not (is_uuid(cid) and is_uuid(did)) then
+        return false
+    end
+    local res = batch(db, "Knowledge document update failed", {
+        { "UPDATE knowledge_documents SET status = 'failed', error = $3, updated_at = now() "
+            .. "WHERE id = $1 AND corpus_id = $2 AND status IN ('pending', 'processing')",
+          { did, cid, runtime.cut_units("Ingestion failed: " .. tostring(reason), 4096) } },
+        { RECOMPUTE, { cid } },
+    })
+    return (tonumber(res[1].affected) or 0) > 0
+end
+
 -- Runs the job on db. data: {corpusId, documentId, userId}. opts: log, and the runtime options
 -- (tests). Returns {corpusId, documentId, chunkCount, embeddingModel}; raises {message,
 -- unrecoverable?} (unrecoverable: retrying cannot help: bad payload, missing document,

@@ -7,7 +7,8 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { scenario } = require('../lib/worker');
+const http = require('node:http');
+const { scenario, sleep } = require('../lib/worker');
 const X = require('./lib');
 
 const USER = '33333333-3333-4333-8333-333333333333';
@@ -337,6 +338,49 @@ test('provider embeddings: the job stores the provider vectors; retrieval ranks 
   assert.ok(m[0].semanticScore > 0.3, JSON.stringify(m[0]));
   assert.equal(m[0].lexicalScore, 0);
   assert.ok(emb.seen.some((r) => r.body.input.length === 1), 'the query was embedded by the provider');
+});
+
+test('an ingestion job failed for the stalled limit without running: its document ends failed', async (t) => {
+  // an embedding provider that never answers keeps the job active until its worker is killed
+  const seen = [];
+  const srv = http.createServer((req) => { seen.push(req.url); });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => { srv.closeAllConnections(); srv.close(); });
+  const env = X.workerEnv({ REX_HTTP_ALLOWLIST: '127.0.0.1', WORKER_CONCURRENCY: '1',
+    LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500', MAX_STALLED_COUNT: '0' });
+  const s = await scenario(t, { major: 5, env, start: false });
+  const a = await s.start();
+  const user = crypto.randomUUID();
+  X.ensureUser(user);
+  X.psql(`INSERT INTO api_keys (user_id, provider, encrypted_key, label) VALUES
+    (${X.lit(user)}, 'openai', ${X.lit(X.STORED_KEY)}, 'test')`);
+  X.psql(`INSERT INTO domain_configs (user_id, config, is_active) VALUES (${X.lit(user)},
+    ${X.jsonLit({ retrieval: { embeddingProvider: 'openai', embeddingModel: 'test-embed',
+    embeddingBaseUrl: `http://127.0.0.1:${srv.address().port}/v1`, embeddingDimensions: 64 } })}, true)`);
+  const corpusId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
+    ${X.lit(X.TENANT)}, ${X.lit(user)}, 'stalled corpus')`);
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(user)}, 'd', 'Some text to embed.')`);
+  const jobId = `ingest-${documentId}`;
+  await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: user },
+    { ...X.REX_JOB_OPTS, jobId });
+  await X.waitRow(`SELECT 1 FROM knowledge_documents WHERE id = ${X.lit(documentId)} AND status = 'processing'`);
+  const deadline = Date.now() + 10000;
+  while (seen.length === 0 && Date.now() < deadline) await sleep(20);
+  assert.equal(seen.length, 1, 'the job is waiting on the provider');
+  await a.stop('SIGKILL');
+
+  const b = await s.start();
+  const failed = await s.waitFor('failed', jobId, 15000);
+  assert.equal(failed.failedReason, 'job stalled more than allowable limit');
+  const [doc] = await X.waitRow(`SELECT status, error FROM knowledge_documents WHERE id = ${X.lit(documentId)}`,
+    (r) => r.length === 1 && r[0].status === 'failed', 10000);
+  assert.equal(doc.error, 'Ingestion failed: job stalled more than allowable limit');
+  assert.equal(X.rows(`SELECT status FROM knowledge_corpora WHERE id = ${X.lit(corpusId)}`)[0].status, 'failed');
+  assert.equal(seen.length, 1, 'the job did not run again');
+  assert.match(b.stderr, /Knowledge document failed: its job failed without running/);
 });
 
 test('a corpus holding chunks of two models (legacy data) is ranked per model, merged, with a warning', async (t) => {
