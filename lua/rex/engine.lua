@@ -62,24 +62,24 @@ end
 engine.sleep = sleep
 
 local urandom
-local function uuid()
+local UUID_FORMAT = "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x"
+local function uuid() -- version 4, one format call
     if urandom == nil then
         urandom = io.open("/dev/urandom", "rb") or false
     end
     local b = urandom and urandom:read(16)
-    local bytes = {}
-    for i = 1, 16 do
-        bytes[i] = b and b:byte(i) or math.random(0, 255)
+    local x
+    if b and #b == 16 then
+        x = { b:byte(1, 16) }
+    else
+        x = {}
+        for i = 1, 16 do
+            x[i] = math.random(0, 255)
+        end
     end
-    bytes[7] = 0x40 + bytes[7] % 16
-    bytes[9] = 0x80 + bytes[9] % 64
-    local hex = {}
-    for i = 1, 16 do
-        hex[i] = ("%02x"):format(bytes[i])
-    end
-    local h = table.concat(hex)
-    return ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16), h:sub(17, 20),
-        h:sub(21, 32))
+    x[7] = 0x40 + x[7] % 16
+    x[9] = 0x80 + x[9] % 64
+    return UUID_FORMAT:format(unpack(x, 1, 16))
 end
 engine.uuid = uuid
 

@@ -357,8 +357,10 @@ end
 
 -- The statement writing several tables at once: each table's INSERT becomes a data-modifying
 -- WITH query, the last one (or the final status update, `main`) the main statement; each has
--- parameters of its own so they are typed exactly as in their own statement.
-local function merged_sql(x, kinds, main)
+-- parameters of its own so they are typed exactly as in their own statement. Built once per
+-- combination (tables present, tenant columns, main) in this Lua state.
+local merged_cache = {}
+local function build_merged_sql(x, kinds, main)
     local parts = {}
     for i, kind in ipairs(kinds) do
         parts[i] = FLUSH_SQL[kind](x)
@@ -375,6 +377,17 @@ local function merged_sql(x, kinds, main)
         head[i] = ("t%d AS (%s)"):format(i, parts[i])
     end
     return "WITH " .. table.concat(head, ", ") .. " " .. parts[#parts]
+end
+
+local function merged_sql(x, kinds, main)
+    local key = table.concat(kinds, ",") .. (x.cols.steps_tenant and "|t" or "|-")
+        .. (x.cols.snapshots_tenant and "t|" or "-|") .. (main or "")
+    local sql = merged_cache[key]
+    if not sql then
+        sql = build_merged_sql(x, kinds, main)
+        merged_cache[key] = sql
+    end
+    return sql
 end
 
 -- Takes the buffered rows: kinds (in FLUSH_ORDER) and their rows, or nil when there are none.
