@@ -485,3 +485,15 @@ describe("engine: cancel and node context", function()
         assert.same({ { "Code output", "hi", "c" }, { "Code warning", "careful", "c" } }, logs)
     end)
 end)
+
+describe("engine: ids", function()
+    it("makes version 4 UUIDs, all different", function()
+        local seen = {}
+        for _ = 1, 2000 do
+            local id = require("rex.engine").uuid()
+            assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", id)
+            assert.is_nil(seen[id])
+            seen[id] = true
+        end
+    end)
+end)
