@@ -3,12 +3,14 @@
 #include <rex/rex.h>
 
 #include "runtime/lcache.h"
+#include "runtime/pool.h"
 
 #include <lauxlib.h>
 #include <lua.h>
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -66,6 +68,22 @@ static int l_monotonic_ms(lua_State *L) {
     return 1;
 }
 
+/* sleep(ms): waits without using the CPU, announced to the worker pool so another job runs
+ * meanwhile (runtime/pool.h). Fractions of a millisecond are kept; ms <= 0 returns at once. */
+static int l_sleep(lua_State *L) {
+    double ms = luaL_checknumber(L, 1);
+    if (!(ms > 0))
+        return 0;
+    if (ms > 86400000.0)
+        ms = 86400000.0;
+    struct timespec ts = {(time_t)(ms / 1000.0), (long)(fmod(ms, 1000.0) * 1e6)};
+    rex_pool_block_begin();
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+    rex_pool_block_end();
+    return 0;
+}
+
 /* listdir(path) -> sorted array of entry names (without . and ..), or nil, err */
 static int l_listdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
@@ -113,6 +131,7 @@ int rex__lcore_open(lua_State *L) {
                                    {"now_ms", l_now_ms},
                                    {"monotonic_ms", l_monotonic_ms},
                                    {"listdir", l_listdir},
+                                   {"sleep", l_sleep},
                                    {"load_cached", l_load_cached},
                                    {NULL, NULL}};
     lua_newtable(L);

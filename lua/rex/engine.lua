@@ -41,20 +41,32 @@ local function now_iso()
     return last_iso
 end
 
+-- Waits without using the CPU; in a worker thread the pool hears of it and runs another job
+-- meanwhile (rex.core.sleep); without the C module, poll through the FFI.
 local sleep
 do
-    local ok, ffi = pcall(require, "ffi")
-    if ok then
-        pcall(ffi.cdef, "int poll(struct pollfd *fds, unsigned long nfds, int timeout);")
+    local ok, core = pcall(require, "rex.core")
+    if ok and type(core) == "table" and core.sleep then
+        local csleep = core.sleep
         sleep = function(ms)
             if ms and ms > 0 then
-                ffi.C.poll(nil, 0, floor(ms))
+                csleep(floor(ms))
             end
         end
     else
-        sleep = function(ms)
-            local t = monotonic() + (ms or 0)
-            while monotonic() < t do
+        local fok, ffi = pcall(require, "ffi")
+        if fok then
+            pcall(ffi.cdef, "int poll(struct pollfd *fds, unsigned long nfds, int timeout);")
+            sleep = function(ms)
+                if ms and ms > 0 then
+                    ffi.C.poll(nil, 0, floor(ms))
+                end
+            end
+        else
+            sleep = function(ms)
+                local t = monotonic() + (ms or 0)
+                while monotonic() < t do
+                end
             end
         end
     end
