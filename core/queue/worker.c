@@ -94,11 +94,17 @@ static void maybe_close(struct rex_worker *w);
 
 /* A job waits for a thread only when more are held than the pool runs at once (runtime/pool.h);
  * then every 2 ms, jobs that waited 2 ms while no thread took any get a thread each, in case the
- * running ones block in a call that did not say so. */
+ * running ones block in a call that did not say so. The timer runs from a job's hand-off until
+ * no job is waiting for a thread (long I/O-bound jobs do not keep the loop waking). */
 #define NUDGE_MS 2
 
 static void on_nudge_timer(uv_timer_t *t) {
     struct rex_worker *w = t->data;
+    if (rex_pool_queued(w->pool) == 0) { /* every held job has a thread: until the next one */
+        uv_timer_stop(&w->nudge_timer);
+        w->nudging = 0;
+        return;
+    }
     rex_pool_nudge(w->pool, NUDGE_MS);
 }
 
@@ -378,6 +384,7 @@ static void submit_failure(struct rex_worker *w, struct rex_job *j, const char *
     rex_free(j->stacktrace);
     j->value = j->keep = j->stacktrace = NULL;
     rex_pool_submit(w->pool, &j->link);
+    update_nudging(w); /* the timer may have stopped while no job waited */
 }
 
 struct finish_req {
