@@ -764,17 +764,21 @@ end
 
 -- Best effort after a database failure: record the failure so no execution stays `running`
 -- when the database still answers (a retry sets it running again). On the last attempt a row
--- still `pending` (the pickup never got through) is ended too. Returns true when the database
--- took the update.
+-- still `pending` (the pickup never got through) is ended too. Returns true and the number of
+-- rows updated when the database took the update, else false and the error.
 local function mark_failed_after_fault(id, msg, last)
     local ok, db = pcall(store.get)
     if not ok then
-        return false
+        return false, db
     end
     pcall(db.sync, db)
-    return (pcall(db.exec, db, "UPDATE executions SET status = 'failed', finished_at = now(), "
-        .. "error_message = $2 WHERE id = $1 AND status IN ('running', $3)",
-        { id, clean_message(msg), last and "pending" or "running" }))
+    local done, res, affected = pcall(db.exec, db, "UPDATE executions SET status = 'failed', "
+        .. "finished_at = now(), error_message = $2 WHERE id = $1 AND status IN ('running', $3)",
+        { id, clean_message(msg), last and "pending" or "running" })
+    if not done then
+        return false, res
+    end
+    return true, tonumber(affected) or 0
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -908,24 +912,16 @@ function M.failed_without_run(job, reason)
     if not is_uuid(id) or not database_url_set() then
         return
     end
-    local msg = ("Execution failed: %s"):format(reason)
-    local ok, db = pcall(store.get)
-    local done, res, affected = false, nil, nil
-    if ok then
-        pcall(db.sync, db)
-        done, res, affected = pcall(db.exec, db, "UPDATE executions SET status = 'failed', "
-            .. "finished_at = now(), error_message = $2 WHERE id = $1 AND status IN "
-            .. "('pending', 'running')", { id, clean_message(msg) })
-    end
+    local done, info = mark_failed_after_fault(id, ("Execution failed: %s"):format(reason), true)
     if done then
-        if (tonumber(affected) or 0) > 0 then
+        if info > 0 then
             log.warn("Execution failed: its job failed without running", { executionId = id,
                 jobId = job.id, reason = reason })
         end
         return
     end
     log.warn("PostgreSQL did not take the final status of an execution whose job failed "
-        .. "without running", { executionId = id, error = util.error_text(ok and res or db) })
+        .. "without running", { executionId = id, error = util.error_text(info) })
     M.record_pending_final(job, id, reason)
 end
 

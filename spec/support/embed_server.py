@@ -23,12 +23,11 @@ normalized, the client must do it). Routes:
 """
 import hashlib
 import json
-import os
 import re
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import loopback
 
 SEEN = []
 LOCK = threading.Lock()
@@ -47,24 +46,10 @@ def embed(text, dims):
     return v
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def send(self, code, body, ctype="application/json"):
-        data = body.encode() if isinstance(body, str) else body
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(loopback.Handler):
     def handle_any(self):
         p = self.path
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n).decode() if n else ""
+        raw = self.body()
         if p == "/requests":
             with LOCK:
                 return self.send(200, json.dumps(SEEN))
@@ -115,14 +100,5 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = handle_any
 
 
-def main():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    with open(sys.argv[1] + ".tmp", "w") as f:
-        f.write(str(srv.server_address[1]))
-    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-    srv.serve_forever()
-
-
 if __name__ == "__main__":
-    main()
+    loopback.serve(Handler)

@@ -15,31 +15,14 @@ serves until killed. Routes:
   POST /slowllm/chat/completions  sleeps 3 s
 """
 import json
-import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
+import loopback
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, fmt, *args):
-        pass
-
-    def send(self, code, body, ctype="application/json"):
-        data = body.encode() if isinstance(body, str) else body
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Test", "yes")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n).decode() if n else ""
+class Handler(loopback.Handler):
+    EXTRA_HEADERS = {"X-Test": "yes"}
 
     def handle_any(self):
         u = urlparse(self.path)
@@ -87,15 +70,5 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
 
-def main():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    with open(sys.argv[1] + ".tmp", "w") as f:
-        f.write(str(srv.server_address[1]))
-    import os
-    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-    srv.serve_forever()
-
-
 if __name__ == "__main__":
-    main()
+    loopback.serve(Handler)

@@ -1,3 +1,4 @@
+#include "lua_eval.h"
 #include "rextest.h"
 
 #include <rex/rex.h>
@@ -10,29 +11,16 @@
 
 static char err[4096];
 
-/* Runs code in the state; returns the string result (static buffer) or fails. */
-static const char *eval(rex_lstate *s, const char *code) {
-    static char out[4096];
-    lua_State *L = rex_lstate_L(s);
-    if (luaL_loadstring(L, code))
-        rextest_fail(__FILE__, __LINE__, "load: %s", lua_tostring(L, -1));
-    if (rex_lstate_pcall(s, 0, 1, err, sizeof(err)))
-        rextest_fail(__FILE__, __LINE__, "run: %s", err);
-    snprintf(out, sizeof(out), "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(nil)");
-    lua_pop(L, 1);
-    return out;
-}
-
 TEST(require_rex_and_cjson) {
     rex_lstate *s;
     CHECK_INT(rex_lstate_new(NULL, &s, err, sizeof(err)), 0);
-    CHECK_STR(eval(s, "return require('rex').version"), REX_VERSION);
-    CHECK_STR(eval(s, "return require('cjson').encode({1,2,3})"), "[1,2,3]");
+    CHECK_STR(lua_eval(s, "return require('rex').version"), REX_VERSION);
+    CHECK_STR(lua_eval(s, "return require('cjson').encode({1,2,3})"), "[1,2,3]");
     CHECK_STR(
-        eval(s, "return require('rex').json.encode(require('rex').json.decode('{\"a\":[]}'))"),
+        lua_eval(s, "return require('rex').json.encode(require('rex').json.decode('{\"a\":[]}'))"),
         "{\"a\":[]}");
-    CHECK_STR(eval(s, "return tostring(require('cjson').null == require('rex').null)"), "true");
-    CHECK_STR(eval(s, "return jit and jit.version or 'no jit'"), "LuaJIT 2.1.0-beta3");
+    CHECK_STR(lua_eval(s, "return tostring(require('cjson').null == require('rex').null)"), "true");
+    CHECK_STR(lua_eval(s, "return jit and jit.version or 'no jit'"), "LuaJIT 2.1.0-beta3");
     rex_lstate_close(s);
 }
 
@@ -40,14 +28,15 @@ TEST(memory_ceiling_is_a_catchable_error) {
     rex_lstate *s;
     struct rex_lstate_opts o = {.memory_limit = 8u << 20};
     CHECK_INT(rex_lstate_new(&o, &s, err, sizeof(err)), 0);
-    const char *r = eval(s, "local ok, e = pcall(function() local t = {} "
-                            "for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end end) collectgarbage() "
-                            "return tostring(ok) .. ':' .. tostring(e)");
+    const char *r =
+        lua_eval(s, "local ok, e = pcall(function() local t = {} "
+                    "for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end end) collectgarbage() "
+                    "return tostring(ok) .. ':' .. tostring(e)");
     CHECK_CONTAINS(r, "false:");
     CHECK_CONTAINS(r, "not enough memory");
     CHECK(rex_lstate_memory_peak(s) <= (8u << 20));
     /* the state is still usable after the garbage is collected */
-    CHECK_STR(eval(s, "collectgarbage() return 'alive'"), "alive");
+    CHECK_STR(lua_eval(s, "collectgarbage() return 'alive'"), "alive");
     rex_lstate_close(s);
 }
 

@@ -3,16 +3,9 @@
 -- Returns 0 or a negative code.
 local id, token, now, delay = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]) or 0
 local jk = P .. id
-if redis.call("EXISTS", jk) == 0 then
-    return -1
-end
-local err = R.release_lock(P, id, token)
+local err = R.leave_active(P, id, token, ARGV[5], ARGV[6])
 if err then
     return err
-end
-R.set_failure(jk, ARGV[5] or "", ARGV[6] or "")
-if redis.call("LREM", P .. "active", -1, id) == 0 then
-    return -3
 end
 local ready_at = now + delay
 if ARGV[7] ~= "1" then

@@ -5,16 +5,9 @@ local id, token, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local jk = P .. id
 local blocked, paused = R.state(P)
 R.promote(P, now, blocked, paused)
-if redis.call("EXISTS", jk) == 0 then
-    return -1
-end
-local err = R.release_lock(P, id, token)
+local err = R.leave_active(P, id, token, ARGV[5], ARGV[6])
 if err then
     return err
-end
-R.set_failure(jk, ARGV[5] or "", ARGV[6] or "")
-if redis.call("LREM", P .. "active", -1, id) == 0 then
-    return -3
 end
 R.enqueue(P, id, tonumber(redis.call("HGET", jk, "priority")) or 0, ARGV[4] == "1")
 redis.call("HINCRBY", jk, "atm", 1)

@@ -231,6 +231,25 @@ function R.set_failure(jk, reason, stacktrace)
     end
 end
 
+-- The first steps of a failed attempt that will run again (delay, retry): the job exists, the
+-- lock is ours and released, the failure fields are set, the job leaves `active`. nil, or the
+-- negative code (-1 missing, -2/-6 lock, -3 not active).
+function R.leave_active(qp, id, token, reason, stacktrace)
+    local jk = qp .. id
+    if redis.call("EXISTS", jk) == 0 then
+        return -1
+    end
+    local err = R.release_lock(qp, id, token)
+    if err then
+        return err
+    end
+    R.set_failure(jk, reason or "", stacktrace or "")
+    if redis.call("LREM", qp .. "active", -1, id) == 0 then
+        return -3
+    end
+    return nil
+end
+
 -- The parent of a child, from its `parent` JSON: parent queue base key, parent id, the table.
 function R.parent_of(parent_json)
     if not parent_json then
