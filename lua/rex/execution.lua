@@ -897,11 +897,6 @@ local function apply_journal_throttled(db)
     end
 end
 
-local function database_url_set()
-    local url = os.getenv("DATABASE_URL")
-    return url ~= nil and url ~= ""
-end
-
 -- The job failed for good without the handler running (rex.worker: a deferred failure such as
 -- BullMQ's stalled limit, or the started-attempts limit). The attempt that was running it died
 -- with its worker, so nothing else would end the execution: it is marked failed here, or
@@ -909,7 +904,7 @@ end
 function M.failed_without_run(job, reason)
     local data = job.data
     local id = is_record(data) and data.executionId
-    if not is_uuid(id) or not database_url_set() then
+    if not is_uuid(id) or not store.configured() then
         return
     end
     local done, info = mark_failed_after_fault(id, ("Execution failed: %s"):format(reason), true)
@@ -929,7 +924,7 @@ end
 -- PostgreSQL was down is applied without waiting for the next job (one HLEN when it is empty).
 function M.idle()
     local redis, key = journal()
-    if not redis or not database_url_set() then
+    if not redis or not store.configured() then
         return
     end
     local n = redis("HLEN", key)
@@ -962,7 +957,7 @@ function M.process(job)
             rex.unrecoverable(("execute-workflow: job data %s must be a UUID string"):format(k))
         end
     end
-    if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
+    if not store.configured() then
         rex.unrecoverable("execute-workflow needs DATABASE_URL (PostgreSQL) and it is not set")
     end
     local id, workflow_id, user_id = data.executionId, data.workflowId, data.userId

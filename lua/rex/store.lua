@@ -12,6 +12,7 @@
 --   db:has_table(name), db:has_column(table, column), db:column_type(table, column)
 --   store.decrypt_api_key(stored, master_key)   -- plaintext | nil, err (REX's format, §2.4)
 --   store.migrate(conninfo)                     -- applies the embedded migrations
+--   store.configured()                          -- DATABASE_URL is set (and not empty)
 --
 -- Parameters: strings, numbers, booleans, nil/rex.null (SQL NULL); tables are JSON-encoded.
 -- Results: rows are tables keyed by column name with text values (NULL = absent).
@@ -187,6 +188,12 @@ end
 
 -- The state's shared connection, connected on first use and after a failure. Raises
 -- {message, connection = true} when the database cannot be reached.
+-- true when DATABASE_URL names a database (set and not empty)
+function store.configured()
+    local url = os.getenv("DATABASE_URL")
+    return url ~= nil and url ~= ""
+end
+
 function store.get()
     local cur = store._current
     if cur and cur.conn and cur.conn:ok() and cur.conn:pending() == 0 then

@@ -11,7 +11,7 @@ local store = require("rex.store")
 local kpg = require("rex.knowledge.pg")
 
 local function process(job)
-    if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
+    if not store.configured() then
         rex.unrecoverable("ingest-knowledge-document needs DATABASE_URL (PostgreSQL) and it is not "
             .. "set")
     end
@@ -33,7 +33,7 @@ end
 -- A job BullMQ fails without running it (the stalled limit): its document must not stay
 -- `processing` forever.
 local function failed_without_run(job, reason)
-    if not os.getenv("DATABASE_URL") or os.getenv("DATABASE_URL") == "" then
+    if not store.configured() then
         return
     end
     local ok, done = pcall(function()
