@@ -31,6 +31,7 @@ local store = require("rex.store")
 local engine = require("rex.engine")
 local nodes = require("rex.nodes")
 local hooks = require("rex.hooks")
+local journal = require("rex.journal")
 
 local type, pairs, ipairs, tostring, tonumber, error, pcall = type, pairs, ipairs, tostring,
     tonumber, error, pcall
@@ -787,7 +788,8 @@ end
 -- When an attempt fails for an infrastructure reason, the execution is marked failed if
 -- PostgreSQL still answers (above). When it does not answer and that attempt was the job's last
 -- (BullMQ will not run it again), nothing else would ever end the row, so the terminal update is
--- written to Redis instead, where the job's own failure is being recorded at the same moment:
+-- written to Redis instead (rex.journal), where the job's own failure is being recorded at the
+-- same moment:
 --
 --   <prefix>:<queue>:rex:pending-final   hash: executionId -> JSON {status, error, jobId,
 --                                        attempts, at (ms since the epoch)}
@@ -802,85 +804,59 @@ end
 -- job-id scheme or a removed failed job (removeOnFail) from a lost one. The key lives under the
 -- queue's prefix so it goes with the queue (Queue.obliterate).
 
-local PENDING_FINAL = ":rex:pending-final"
-
-local function journal()
-    local ok, w = pcall(require, "rex.worker")
-    if ok and type(w) == "table" and w.redis and w.queue_key then
-        return w.redis, w.queue_key .. PENDING_FINAL
-    end
-end
-M.PENDING_FINAL_SUFFIX = PENDING_FINAL
-
-local function is_last_attempt(job)
-    local opts = type(job.opts) == "table" and job.opts or {}
-    return (job.attempts_made or 0) + 1 >= (tonumber(opts.attempts) or 1)
-end
+local PENDING_FINAL = "pending-final"
+M.PENDING_FINAL_SUFFIX = ":rex:" .. PENDING_FINAL
+local is_last_attempt = journal.is_last_attempt
 
 -- Records the terminal update PostgreSQL could not take. Returns true when Redis has it.
 function M.record_pending_final(job, id, msg)
-    local redis, key = journal()
-    if not redis then
-        log.error("Execution left unfinished: PostgreSQL is unreachable and no Redis journal is "
-            .. "available", { executionId = id, error = msg })
-        return false
-    end
     local attempts = (job.attempts_made or 0) + 1
-    local entry = json.encode({ status = "failed", jobId = job.id, attempts = attempts,
-        at = rex.now_ms(), error = clean_message(("Execution failed after %d attempt%s; the "
-            .. "failure was recorded while PostgreSQL was unreachable: %s"):format(attempts,
-            attempts == 1 and "" or "s", util.error_text(msg))) })
-    local r, err = redis("HSET", key, id, entry)
-    if r == nil then
-        log.error("Execution left unfinished: neither PostgreSQL nor Redis took its final status",
-            { executionId = id, error = msg, redisError = err })
+    local ok, err = journal.put(PENDING_FINAL, id, { status = "failed", jobId = job.id,
+        attempts = attempts, at = rex.now_ms(), error = clean_message(("Execution failed after "
+            .. "%d attempt%s; the failure was recorded while PostgreSQL was unreachable: %s")
+            :format(attempts, attempts == 1 and "" or "s", util.error_text(msg))) })
+    if not ok then
+        log.error("Execution left unfinished: neither PostgreSQL nor a Redis journal took its "
+            .. "final status", { executionId = id, error = msg, redisError = err })
         return false
     end
     log.warn("Execution final status kept in Redis until PostgreSQL answers",
-        { executionId = id, journal = key, error = msg })
+        { executionId = id, journal = journal.key(PENDING_FINAL), error = msg })
     return true
 end
 
 -- Applies the journal through `db` (a live connection). Never raises; returns the number of
 -- executions updated and whether the whole journal went through.
 function M.apply_pending_final(db)
-    local redis, key = journal()
-    if not redis then
-        return 0
-    end
-    local list, err = redis("HGETALL", key)
-    if list == nil then
-        if store.first_time("pending-final-read") then
-            log.warn("Cannot read the pending-final journal", { journal = key, error = err })
-        end
-        return 0, false
-    end
     local applied = 0
-    for i = 1, #list - 1, 2 do
-        local id, entry = list[i], json.decode(list[i + 1])
-        if is_uuid(id) and is_record(entry) and type(entry.error) == "string" then
-            local ok, res, affected = pcall(db.exec, db, "UPDATE executions SET status = "
-                .. "'failed', finished_at = COALESCE(to_timestamp($3::float8 / 1000), now()), "
-                .. "error_message = $2 WHERE id = $1 AND status IN ('pending', 'running')",
-                { id, clean_message(entry.error),
-                  type(entry.at) == "number" and entry.at or null, n = 3 })
-            if not ok then
-                log.warn("Cannot apply a pending final status yet", { executionId = id,
-                    error = util.error_text(res) })
-                return applied, false -- PostgreSQL is failing again: keep the rest for later
-            end
-            local n = tonumber(affected) or 0
-            applied = applied + (n > 0 and 1 or 0)
-            log.info(n > 0 and "Pending final status applied to execution"
-                or "Pending final status dropped; the execution has moved on",
-                { executionId = id, jobId = entry.jobId })
-        else
-            log.warn("Dropping an invalid pending-final journal entry", { journal = key,
-                field = id })
+    local complete, err = journal.each(PENDING_FINAL, function(id, entry)
+        if not (is_uuid(id) and entry and type(entry.error) == "string") then
+            log.warn("Dropping an invalid pending-final journal entry",
+                { journal = journal.key(PENDING_FINAL), field = id })
+            return true
         end
-        redis("HDEL", key, id)
+        local ok, res, affected = pcall(db.exec, db, "UPDATE executions SET status = "
+            .. "'failed', finished_at = COALESCE(to_timestamp($3::float8 / 1000), now()), "
+            .. "error_message = $2 WHERE id = $1 AND status IN ('pending', 'running')",
+            { id, clean_message(entry.error),
+              type(entry.at) == "number" and entry.at or null, n = 3 })
+        if not ok then
+            log.warn("Cannot apply a pending final status yet", { executionId = id,
+                error = util.error_text(res) })
+            return false -- PostgreSQL is failing again: keep the rest for later
+        end
+        local n = tonumber(affected) or 0
+        applied = applied + (n > 0 and 1 or 0)
+        log.info(n > 0 and "Pending final status applied to execution"
+            or "Pending final status dropped; the execution has moved on",
+            { executionId = id, jobId = entry.jobId })
+        return true
+    end)
+    if err and store.first_time("pending-final-read") then
+        log.warn("Cannot read the pending-final journal", { journal = journal.key(PENDING_FINAL),
+            error = err })
     end
-    return applied, true
+    return applied, complete
 end
 
 -- The journal is read at most once a second per worker thread once a read went through (one
@@ -923,11 +899,10 @@ end
 -- rex.worker calls this on an idle worker every few seconds: a journal written while
 -- PostgreSQL was down is applied without waiting for the next job (one HLEN when it is empty).
 function M.idle()
-    local redis, key = journal()
-    if not redis or not store.configured() then
+    if not store.configured() then
         return
     end
-    local n = redis("HLEN", key)
+    local n = journal.length(PENDING_FINAL)
     if not n or n == 0 then
         return
     end

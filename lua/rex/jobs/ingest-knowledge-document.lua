@@ -8,7 +8,92 @@
 -- and BullMQ retries it (a later success recomputes the corpus status).
 local rex = require("rex")
 local store = require("rex.store")
+local journal = require("rex.journal")
 local kpg = require("rex.knowledge.pg")
+
+local type, tostring, pcall, error = type, tostring, pcall, error
+local log = rex.log
+
+-- A job that fails for good (its last attempt, an unrecoverable error, or BullMQ failing it
+-- without running it) must not leave its document `pending` or `processing` forever: the
+-- document is marked failed here, and when PostgreSQL does not answer the update goes to the
+-- journal (rex.journal) and is applied by a later ingestion job or an idle worker:
+--
+--   <prefix>:<queue>:rex:pending-final-documents   hash: documentId -> JSON {corpusId, error,
+--                                                  jobId, at (ms since the epoch)}
+local JOURNAL = "pending-final-documents"
+
+local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local function is_uuid(v)
+    return type(v) == "string" and v:match(UUID) ~= nil
+end
+
+local function db_error(e)
+    return type(e) == "table" and tostring(e.message) or tostring(e)
+end
+
+local function end_document(job, message, why)
+    local d = type(job.data) == "table" and job.data or {}
+    local cid, did = d.corpusId, d.documentId
+    if not (is_uuid(cid) and is_uuid(did)) or not store.configured() then
+        return
+    end
+    local ok, changed = pcall(function()
+        return kpg.fail_in_progress(store.get(), cid, did, message)
+    end)
+    if ok then
+        if changed then
+            log.warn("Knowledge document failed: " .. why, { jobId = job.id, documentId = did,
+                                                            error = message })
+        end
+        return
+    end
+    local put, err = journal.put(JOURNAL, did, { corpusId = cid, jobId = job.id,
+        at = rex.now_ms(), error = message .. " (recorded while PostgreSQL was unreachable)" })
+    if put then
+        log.warn("Knowledge document failure kept in Redis until PostgreSQL answers",
+            { jobId = job.id, documentId = did, error = db_error(changed) })
+    else
+        log.error("Knowledge document left in progress: neither PostgreSQL nor Redis took its "
+            .. "failure", { jobId = job.id, documentId = did, error = db_error(changed),
+                            redisError = err })
+    end
+end
+
+-- Applies the journal through db. Returns whether it all went through.
+local function apply_journal(db)
+    local complete, err = journal.each(JOURNAL, function(did, e)
+        if not (is_uuid(did) and e and is_uuid(e.corpusId) and type(e.error) == "string") then
+            log.warn("Dropping an invalid journal entry", { journal = journal.key(JOURNAL),
+                                                          field = did })
+            return true
+        end
+        local ok, changed = pcall(kpg.fail_in_progress, db, e.corpusId, did, e.error, e.at)
+        if not ok then
+            log.warn("Cannot apply a pending document failure yet", { documentId = did,
+                                                                     error = db_error(changed) })
+            return false
+        end
+        log.info(changed and "Pending failure applied to knowledge document"
+            or "Pending failure dropped; the knowledge document has moved on",
+            { documentId = did, jobId = e.jobId })
+        return true
+    end)
+    if err and store.first_time("document-journal-read") then
+        log.warn("Cannot read the document journal", { journal = journal.key(JOURNAL),
+                                                      error = err })
+    end
+    return complete
+end
+
+-- read at most once a second per worker thread once a read went through
+local journal_read_at = -math.huge
+local function apply_journal_throttled(db)
+    local now = rex.monotonic_ms()
+    if now - journal_read_at >= 1000 and apply_journal(db) then
+        journal_read_at = now
+    end
+end
 
 local function process(job)
     if not store.configured() then
@@ -16,37 +101,45 @@ local function process(job)
             .. "set")
     end
     local ok, db = pcall(store.get)
-    if not ok then
-        error("PostgreSQL unavailable: " .. tostring(type(db) == "table" and db.message or db), 0)
-    end
-    local rok, res = pcall(kpg.ingest_job, db, job)
-    if rok then
-        return res
+    local rok, res
+    if ok then
+        apply_journal_throttled(db)
+        rok, res = pcall(kpg.ingest_job, db, job)
+        if rok then
+            return res
+        end
+    else
+        res = { message = "PostgreSQL unavailable: " .. db_error(db) }
     end
     local msg = type(res) == "table" and tostring(res.message) or tostring(res)
-    if type(res) == "table" and res.unrecoverable then
+    local unrecoverable = type(res) == "table" and res.unrecoverable
+    if unrecoverable or journal.is_last_attempt(job) then
+        end_document(job, msg, "its job failed for good")
+    end
+    if unrecoverable then
         rex.unrecoverable(msg)
     end
     error(msg, 0)
 end
 
--- A job BullMQ fails without running it (the stalled limit): its document must not stay
--- `processing` forever.
+-- BullMQ failed the job without running it (the stalled limit, the started-attempts limit).
 local function failed_without_run(job, reason)
+    end_document(job, "Ingestion failed: " .. tostring(reason), "its job failed without running")
+end
+
+-- On an idle worker: a journal written while PostgreSQL was down is applied without waiting
+-- for the next ingestion job (one HLEN when it is empty).
+local function idle()
     if not store.configured() then
         return
     end
-    local ok, done = pcall(function()
-        return kpg.ingest_failed_without_run(store.get(), job, reason)
-    end)
-    if not ok then
-        rex.log.error("Knowledge document left in progress: its job failed without running and "
-            .. "PostgreSQL did not take the failure", { jobId = job.id, reason = reason,
-            error = type(done) == "table" and done.message or tostring(done) })
-    elseif done then
-        rex.log.warn("Knowledge document failed: its job failed without running",
-            { jobId = job.id, documentId = job.data.documentId, reason = reason })
+    local n = journal.length(JOURNAL)
+    if n and n > 0 then
+        local ok, db = pcall(store.get)
+        if ok then
+            apply_journal(db)
+        end
     end
 end
 
-return { process = process, failed_without_run = failed_without_run }
+return { process = process, failed_without_run = failed_without_run, idle = idle }

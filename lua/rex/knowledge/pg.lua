@@ -96,11 +96,11 @@ local function batch(db, what, list)
 end
 
 local function exec(db, what, sql, params)
-    local ok, rows = pcall(db.exec, db, sql, params)
+    local ok, rows, affected = pcall(db.exec, db, sql, params)
     if not ok then
         raise_db(what, rows)
     end
-    return rows
+    return rows, affected
 end
 
 local vec_t = ffi.typeof("float[1536]")
@@ -555,23 +555,19 @@ local function job_error(msg, unrecoverable)
     error({ message = msg, unrecoverable = unrecoverable }, 0)
 end
 
--- The job failed for good without running (rex.worker: BullMQ's stalled limit after the worker
--- running it died, or the started-attempts limit): its document, left `pending` or
--- `processing`, is marked failed with the reason and the corpus status recomputed, so neither
--- stays in progress forever. A document that moved on is left alone. Raises on a database error.
-function pg.ingest_failed_without_run(db, job, reason)
-    local d = type(job.data) == "table" and job.data or {}
-    local cid, did = d.corpusId, d.documentId
-    if not (is_uuid(cid) and is_uuid(did)) then
-        return false
-    end
-    local res = batch(db, "Knowledge document update failed", {
-        { "UPDATE knowledge_documents SET status = 'failed', error = $3, updated_at = now() "
-            .. "WHERE id = $1 AND corpus_id = $2 AND status IN ('pending', 'processing')",
-          { did, cid, runtime.cut_units("Ingestion failed: " .. tostring(reason), 4096) } },
-        { RECOMPUTE, { cid } },
-    })
-    return (tonumber(res[1].affected) or 0) > 0
+-- A document still `pending` or `processing` becomes `failed` with message (updated_at: at_ms,
+-- ms since the epoch, or now), and so does its corpus (6.7: a corpus with a failed document is
+-- failed), in one statement; a document that moved on is left alone and its corpus untouched.
+-- Returns whether the document changed. Raises on a database error.
+function pg.fail_in_progress(db, corpus_id, doc_id, message, at_ms)
+    local _, affected = exec(db, "Knowledge document update failed", "WITH d AS (UPDATE "
+        .. "knowledge_documents SET status = 'failed', error = $3, updated_at = "
+        .. "COALESCE(to_timestamp($4::float8 / 1000), now()) WHERE id = $1 AND corpus_id = $2 "
+        .. "AND status IN ('pending', 'processing') RETURNING corpus_id) UPDATE knowledge_corpora "
+        .. "SET status = 'failed', updated_at = now() WHERE id IN (SELECT corpus_id FROM d)",
+        { doc_id, corpus_id, runtime.cut_units(tostring(message), 4096),
+          type(at_ms) == "number" and at_ms or nil, n = 4 })
+    return (tonumber(affected) or 0) > 0
 end
 
 -- Runs the job on db. data: {corpusId, documentId, userId}. opts: log, and the runtime options

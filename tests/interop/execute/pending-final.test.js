@@ -10,6 +10,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
+const crypto = require('node:crypto');
 const { execFileSync } = require('node:child_process');
 const { ROOT } = require('../lib/harness');
 const { scenario, sleep } = require('../lib/worker');
@@ -198,4 +199,45 @@ test('the same with PostgreSQL down: journaled, then applied by an idle worker w
   assert.equal(row.error_message, entry.error);
   assert.equal(await s.redis.hexists(journalKey(s), executionId), 0, 'the journal entry is removed');
   assert.match(b.stderr, /Pending final status applied to execution/);
+});
+
+// The same guarantee for ingest-knowledge-document: a document must not stay `pending` or
+// `processing` when its job fails for good while PostgreSQL is down.
+test('an ingestion job with PostgreSQL down across all attempts: its document ends failed once it is back', async (t) => {
+  if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
+  t.after(() => startPostgres());
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1', REX_IDLE_INTERVAL_MS: '300' }), start: false });
+  X.ensureUser(USER);
+  const corpusId = crypto.randomUUID();
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name, status) VALUES (${X.lit(corpusId)},
+    ${X.lit(X.TENANT)}, ${X.lit(USER)}, 'journal corpus', 'ingesting')`);
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(USER)}, 'd', 'Some text.')`);
+  const jobId = `ingest-${documentId}`;
+  await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: USER }, { ...X.REX_JOB_OPTS, jobId });
+  stopPostgres();
+  const downAt = Date.now();
+  const w = await s.start();
+  const failed = await s.waitFor('failed', jobId, 30000);
+  assert.match(failed.failedReason, /PostgreSQL unavailable/);
+  assert.equal((await s.job(jobId)).attemptsMade, 3);
+  const key = `bull:${s.name}:rex:pending-final-documents`;
+  const entry = JSON.parse(await s.redis.hget(key, documentId));
+  assert.equal(entry.corpusId, corpusId);
+  assert.equal(entry.jobId, jobId);
+  assert.ok(entry.at >= downAt && entry.at <= Date.now(), `journal time ${entry.at}`);
+  assert.match(entry.error, /^PostgreSQL unavailable: .* \(recorded while PostgreSQL was unreachable\)$/s);
+  // only the last attempt journals (earlier ones are retried by BullMQ)
+  assert.equal(w.stderr.split('\n').filter((l) => l.includes('Knowledge document failure kept in Redis')).length, 1);
+
+  startPostgres();
+  // no job is added: the idle worker applies the journal on its own
+  const [doc] = await X.waitRow(`SELECT status, error, extract(epoch FROM updated_at) * 1000 AS updated_ms
+    FROM knowledge_documents WHERE id = ${X.lit(documentId)}`, (r) => r.length === 1 && r[0].status === 'failed', 15000);
+  assert.equal(doc.error, entry.error);
+  assert.ok(Math.abs(Number(doc.updated_ms) - entry.at) < 1000, 'updated_at is when the job failed');
+  assert.equal(X.rows(`SELECT status FROM knowledge_corpora WHERE id = ${X.lit(corpusId)}`)[0].status, 'failed');
+  assert.equal(await s.redis.hexists(key, documentId), 0, 'the journal entry is removed');
+  assert.match(w.stderr, /Pending failure applied to knowledge document/);
 });
