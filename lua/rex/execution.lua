@@ -46,10 +46,7 @@ local M = {}
 local DEFAULT_TENANT = "00000000-0000-0000-0000-000000000001"
 local MSG_LIMIT = 4096
 
-local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
-local function is_uuid(v)
-    return type(v) == "string" and v:match(UUID) ~= nil
-end
+local is_uuid = util.is_uuid
 
 -- Sanitized (secrets, connection strings masked) and cut to a varchar(n) column (characters).
 local function clean_message(msg, limit)

@@ -51,6 +51,12 @@ util.is_object = is_object
 -- A "plain object" as the original's isRecord: a non-null, non-array object.
 util.is_record = is_object
 
+local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+-- A string in the 8-4-4-4-12 hex form PostgreSQL's uuid type prints (any version).
+function util.is_uuid(v)
+    return type(v) == "string" and v:match(UUID) ~= nil
+end
+
 function util.is_nullish(v)
     return v == nil or v == null
 end

@@ -23,10 +23,7 @@ local log = rex.log
 --                                                  jobId, at (ms since the epoch)}
 local JOURNAL = "pending-final-documents"
 
-local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
-local function is_uuid(v)
-    return type(v) == "string" and v:match(UUID) ~= nil
-end
+local is_uuid = require("rex.util").is_uuid
 
 local function db_error(e)
     return type(e) == "table" and tostring(e.message) or tostring(e)

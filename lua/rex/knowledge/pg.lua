@@ -58,11 +58,7 @@ local function canonical_model(m)
     return m
 end
 
-local function is_uuid(v)
-    return type(v) == "string"
-        and v:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$")
-        ~= nil
-end
+local is_uuid = require("rex.util").is_uuid
 pg.is_uuid = is_uuid
 
 local function raise_db(what, err)
