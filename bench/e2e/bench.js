@@ -22,6 +22,7 @@ const NM = path.join(ROOT, 'tests', 'interop', 'node_modules');
 const { Queue } = require(path.join(NM, 'bullmq5'));
 const IORedis = require(path.join(NM, 'ioredis'));
 const { procCpu, treeCpu, postmasterPid, redisCpu } = require('../lib/cpu');
+const { stopProcess } = require('../lib/proc');
 const N = Number(process.argv[2] || 500);
 const CONC = String(process.argv[3] || 8);
 const BIN = process.env.REX_WORKER_BIN || path.join(ROOT, 'build-e2e', 'rex-worker');
@@ -126,8 +127,7 @@ async function round(label, extraEnv) {
   const cpu = { worker: procCpu(proc.pid) - cpu0.worker, pg: pgCpu() - cpu0.pg,
     redis: (await redisCpu(admin)) - cpu0.redis };
   const cpuSecs = cpu.worker;
-  proc.kill('SIGTERM');
-  await new Promise((r) => proc.on('exit', r));
+  await stopProcess(proc);
   const lines = log.split('\n').filter((l) => l.includes('"Execution completed"')).map((l) => JSON.parse(l));
   const avg = (k) => lines.reduce((a, l) => a + (l[k] || 0), 0) / Math.max(1, lines.length);
   const statuses = psql(`SELECT string_agg(status || '=' || n, ',') FROM (SELECT status, count(*) n

@@ -18,6 +18,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const NM = path.join(ROOT, 'tests', 'interop', 'node_modules');
 const { Queue, QueueEvents } = require(path.join(NM, 'bullmq5'));
 const { procCpu: cpuSecs, treeCpu, postmasterPid } = require('../lib/cpu');
+const { stopProcess } = require('../lib/proc');
 const N = Number(process.argv[2] || 1000);
 const CONC = String(process.argv[3] || 2);
 const SIZES = String(process.argv[4] || '10000,100000').split(',').map(Number);
@@ -102,8 +103,7 @@ async function ingestRound(label, extraEnv, docs) {
   const secs = (Date.now() - t0) / 1000;
   const cpu = cpuSecs(proc.pid) - cpu0;
   const pgCpu = pgCpuSecs() - pg0;
-  proc.kill('SIGTERM');
-  await new Promise((r) => proc.on('exit', r));
+  await stopProcess(proc);
   const [chunks, statuses] = psql(`SELECT (SELECT count(*) FROM knowledge_chunks WHERE corpus_id = '${corpusId}'),
     (SELECT string_agg(status || '=' || n, ',') FROM (SELECT status, count(*) n FROM knowledge_documents
      WHERE corpus_id = '${corpusId}' GROUP BY status) s)`).split('|');

@@ -17,6 +17,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const { Queue } = require(path.join(ROOT, 'tests/interop/node_modules/bullmq'));
 const IORedis = require(path.join(ROOT, 'tests/interop/node_modules/ioredis'));
 const { procCpu, redisCpu } = require('../lib/cpu');
+const { stopProcess } = require('../lib/proc');
 
 const N = Number(process.argv[2] || 20000);
 const REPS = Number(process.argv[3] || 3);
@@ -73,8 +74,7 @@ async function runOnce(impl, conc, rep, admin) {
   const wCpu = procCpu(w.pid) - c0;
   const rCpu = (await redisCpu(admin)) - r0;
   const failed = await q.getFailedCount();
-  w.kill('SIGTERM');
-  await new Promise((r) => w.on('exit', r));
+  await stopProcess(w);
   await q.obliterate({ force: true });
   await q.close();
   if (failed) throw new Error(`${failed} jobs failed`);
