@@ -5,7 +5,7 @@
 --   local ts = require("rex.textscan")
 --   local p = ts.pattern({ { ts.rep(ts.set("0-9"), 3, 3), ts.lit("-"), ... } }, { ci = true })
 --   for s, e in ts.each(p, text) do ... end   -- 1-based inclusive spans, non-overlapping
-local byte, sub, lower = string.byte, string.sub, string.lower
+local byte, sub, lower, find = string.byte, string.sub, string.lower, string.find
 
 local M = {}
 
@@ -114,10 +114,16 @@ local function match_items(s, n, i, items, k)
     if count < it.min then
         return nil
     end
+    -- a next item that needs a byte of its set cannot match where that byte is not: skip
+    -- those lengths without the call
+    local nxt = items[k + 1]
+    local need = nxt and nxt.set and nxt.min >= 1 and nxt.set
     for c = count, it.min, -1 do
-        local e = match_items(s, n, i + c, items, k + 1)
-        if e then
-            return e
+        if not need or need[byte(s, i + c)] then
+            local e = match_items(s, n, i + c, items, k + 1)
+            if e then
+                return e
+            end
         end
     end
     return nil
@@ -135,11 +141,21 @@ function M.match_at(alts, s, i)
     return nil
 end
 
--- Iterates non-overlapping matches: yields start, end (inclusive).
-function M.each(alts, s)
+-- Iterates non-overlapping matches of alts in s: yields start, end (inclusive).
+-- `first`, when given, is a Lua pattern class of the bytes a non-empty match can start with:
+-- other positions are skipped (string.find, in C). They could only give no match or an empty
+-- one, and both just move on by one byte.
+local function scan(alts, s, first)
     local i, n = 1, #s
     return function()
         while i <= n do
+            if first then
+                i = find(s, first, i)
+                if not i then
+                    i = n + 1
+                    return nil
+                end
+            end
             local e = M.match_at(alts, s, i)
             if e then
                 local st = i
@@ -158,6 +174,121 @@ function M.each(alts, s)
         end
         return nil
     end
+end
+
+-- A byte set as a Lua pattern class ("[...]"; runs of letters or digits as ranges, other bytes
+-- escaped), or nil when it holds every byte (no filtering to gain).
+local function ascii_alnum(b)
+    return (b >= 48 and b <= 57) or (b >= 65 and b <= 90) or (b >= 97 and b <= 122)
+end
+
+local function class_of(set)
+    local parts, count, b = {}, 0, 0
+    while b <= 255 do
+        if set[b] then
+            local c = string.char(b)
+            if ascii_alnum(b) then
+                local e = b
+                while e < 255 and set[e + 1] and ascii_alnum(e + 1) do
+                    e = e + 1
+                end
+                parts[#parts + 1] = e - b >= 2 and c .. "-" .. string.char(e)
+                    or c .. (e > b and string.char(e) or "")
+                count = count + e - b + 1
+                b = e
+            else
+                parts[#parts + 1] = b == 0 and "%z" or "%" .. c
+                count = count + 1
+            end
+        end
+        b = b + 1
+    end
+    if count == 256 then
+        return nil
+    end
+    return "[" .. table.concat(parts) .. "]"
+end
+
+-- What each alternative needs (the classes of its items that consume at least one byte: a
+-- string without a byte of one of them cannot match it) and the bytes it can start with (the
+-- items up to the first that consumes at least one byte; boundaries consume none). Computed once
+-- per pattern.
+local plans = setmetatable({}, { __mode = "k" })
+local function plan_of(alts)
+    local p = plans[alts]
+    if p then
+        return p
+    end
+    p = { scans = {} }
+    for a, items in ipairs(alts) do
+        local need, start = {}, {}
+        local open = true -- still before the first item that must consume a byte
+        for _, it in ipairs(items) do
+            if it.set then
+                if open then
+                    for b in pairs(it.set) do
+                        start[b] = true
+                    end
+                end
+                if it.min >= 1 then
+                    open = false
+                    local cls = class_of(it.set)
+                    if cls then
+                        need[#need + 1] = cls
+                    end
+                end
+            end
+        end
+        p[a] = { items = items, need = need, start = start }
+    end
+    plans[alts] = p
+    return p
+end
+
+-- Iterates non-overlapping matches: yields start, end (inclusive). Alternatives the string
+-- cannot match (it lacks a byte they need) are left out first, and positions no remaining
+-- alternative can start at are skipped; what is found is what trying every alternative at
+-- every position finds.
+function M.each(alts, s)
+    local plan = plan_of(alts)
+    local key = ""
+    for i, a in ipairs(plan) do
+        local ok = true
+        for _, cls in ipairs(a.need) do
+            if not find(s, cls) then
+                ok = false
+                break
+            end
+        end
+        if ok then
+            key = key .. i .. ","
+        end
+    end
+    local scan_of = plan.scans[key]
+    if scan_of == nil then -- the viable alternatives and where they can start, once per subset
+        local viable, start = {}, {}
+        for i in key:gmatch("%d+") do
+            local a = plan[tonumber(i)]
+            viable[#viable + 1] = a.items
+            for b in pairs(a.start) do
+                start[b] = true
+            end
+        end
+        -- none, or only empty matches (never yielded): false
+        scan_of = next(start) ~= nil and { alts = viable, first = class_of(start) } or false
+        plan.scans[key] = scan_of
+    end
+    if not scan_of then
+        return function()
+            return nil
+        end
+    end
+    return scan(scan_of.alts, s, scan_of.first)
+end
+
+-- The same without the filtering (the reference the spec compares M.each with).
+function M.each_unfiltered(alts, s)
+    return scan(alts, s, nil)
 end
 
 function M.first(alts, s)
