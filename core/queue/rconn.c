@@ -1,4 +1,5 @@
 #include "queue/rconn.h"
+#include "queue/replyarena.h"
 #include "queue/scripts.h"
 
 #include <rex/log.h>
@@ -22,6 +23,7 @@ struct rex_rconn {
     rex_rconn_state_cb on_state;
     void *ud;
     redisAsyncContext *ac;
+    rex_reply_arena *arena; /* where the replies of ac are built */
     int state;
     int handshake_left;
     int backoff_ms;
@@ -168,6 +170,7 @@ static void maybe_done(rex_rconn *c) {
         void *ud = c->done_ud;
         rex_redis_url_free(&c->url);
         rex_free(c->name);
+        rex_reply_arena_release(c->arena);
         rex_free(c);
         if (done)
             done(ud);
@@ -294,6 +297,7 @@ static void start_connect(rex_rconn *c) {
         schedule_retry(c);
         return;
     }
+    rex_reply_arena_attach(ac->c.reader, c->arena);
     ac->data = c;
     c->ac = ac;
     c->state = ST_CONNECTING;
@@ -314,6 +318,7 @@ rex_rconn *rex_rconn_open(const struct rex_rconn_opts *o) {
     c->name = o->client_name ? rex_strdup(o->client_name) : NULL;
     c->on_state = o->on_state;
     c->ud = o->ud;
+    c->arena = rex_reply_arena_new();
     c->backoff_ms = 100;
     c->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
     uv_timer_init(c->loop, &c->retry);
