@@ -493,6 +493,7 @@ static void on_finish_many(rex_rconn *c, redisReply *r, void *ud) {
             redisReply *code = codes->element[i];
             finish_outcome(w, m->jobs[i], code->type == REDIS_REPLY_INTEGER ? code->integer : -3);
         }
+        rex_pool_hold(w->pool); /* the jobs of this reply wake threads together */
         if (jobs->type == REDIS_REPLY_ARRAY) {
             w->limit_until = 0;
             for (size_t k = 0; k < jobs->elements; k++) {
@@ -509,6 +510,7 @@ static void on_finish_many(rex_rconn *c, redisReply *r, void *ud) {
             w->drained = 1; /* nothing at all pending */
             w->block_until = 0;
         }
+        rex_pool_release(w->pool);
     }
     rex_free(m->jobs);
     rex_free(m->tokens);

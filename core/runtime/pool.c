@@ -34,6 +34,7 @@ struct rex_pool {
     int blocked;     /* of those, inside rex_pool_block_begin/_end */
     int waiting;     /* threads waiting on cond */
     int wakes;       /* signals sent whose thread has not woken yet */
+    int held;        /* rex_pool_hold depth: submitted items wait for rex_pool_release */
     double moved_ms; /* when a thread last took an item, or the queue last became non-empty */
 };
 
@@ -45,13 +46,23 @@ static double mono_ms(void) {
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Under the lock: wakes one more waiting thread when items wait and fewer than `budget` threads
- * are (or are about to be) running without being blocked. */
-static void wake_if_room(rex_pool *p) {
-    if (p->head && p->waiting > p->wakes && p->awake - p->blocked + p->wakes < p->budget) {
+/* Under the lock: counts the waiting threads to wake (one per queued item not yet promised a
+ * thread) while fewer than `budget` threads are (or are about to be) running without being
+ * blocked. The caller signals them after unlocking: a thread woken while the lock is still held
+ * would only wake to wait for it. */
+static int wakes_due(rex_pool *p) {
+    int n = 0;
+    while (!p->held && p->head && p->waiting > p->wakes && p->wakes < p->queued &&
+           p->awake - p->blocked + p->wakes < p->budget) {
         p->wakes++;
-        pthread_cond_signal(&p->cond);
+        n++;
     }
+    return n;
+}
+
+static void signal_n(rex_pool *p, int n) {
+    while (n-- > 0)
+        pthread_cond_signal(&p->cond);
 }
 
 static void *thread_main(void *arg) {
@@ -91,8 +102,9 @@ static void *thread_main(void *arg) {
             p->tail = NULL;
         p->queued--;
         p->moved_ms = mono_ms();
-        wake_if_room(p); /* more items, and room for another thread */
+        int n = wakes_due(p); /* more items, and room for another thread */
         pthread_mutex_unlock(&p->lock);
+        signal_n(p, n);
         item->next = NULL;
         p->ops.run(tctx, item);
         pthread_mutex_lock(&p->lock);
@@ -164,8 +176,23 @@ void rex_pool_submit(rex_pool *p, struct rex_link *item) {
     p->tail = item;
     if (p->queued++ == 0)
         p->moved_ms = mono_ms();
-    wake_if_room(p);
+    int n = wakes_due(p);
     pthread_mutex_unlock(&p->lock);
+    signal_n(p, n);
+}
+
+void rex_pool_hold(rex_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    p->held++;
+    pthread_mutex_unlock(&p->lock);
+}
+
+void rex_pool_release(rex_pool *p) {
+    pthread_mutex_lock(&p->lock);
+    p->held--;
+    int n = wakes_due(p);
+    pthread_mutex_unlock(&p->lock);
+    signal_n(p, n);
 }
 
 void rex_pool_nudge(rex_pool *p, double stall_ms) {
@@ -192,8 +219,9 @@ void rex_pool_block_begin(void) {
         return;
     pthread_mutex_lock(&p->lock);
     p->blocked++;
-    wake_if_room(p);
+    int n = wakes_due(p);
     pthread_mutex_unlock(&p->lock);
+    signal_n(p, n);
 }
 
 void rex_pool_block_end(void) {

@@ -39,6 +39,11 @@ typedef struct rex_pool rex_pool;
  * error (the threads already started are stopped). */
 int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *err, size_t errlen);
 void rex_pool_submit(rex_pool *p, struct rex_link *item);
+/* Around the submission of a batch (the jobs of one Redis reply): items submitted in between
+ * wake threads only at rex_pool_release, all at once, instead of one thread being woken (and
+ * taking the CPU from the submitter) per item. Pairs may nest. */
+void rex_pool_hold(rex_pool *p);
+void rex_pool_release(rex_pool *p);
 /* Items queued and not yet picked up by a thread. */
 int rex_pool_queued(rex_pool *p);
 /* How many threads run at once before blocked ones make room (>= 2). */

@@ -144,3 +144,20 @@ TEST(pool_block_calls_outside_a_pool_are_harmless) {
     rex_pool_block_begin();
     rex_pool_block_end();
 }
+
+TEST(pool_held_items_start_at_release_on_the_budget) {
+    rex_pool *p = start(8);
+    int budget = rex_pool_budget(p);
+    struct item items[12];
+    rex_pool_hold(p);
+    rex_pool_hold(p); /* nested */
+    submit_all(p, items, 12, SPIN, 2);
+    rex_pool_release(p);
+    usleep(50 * 1000);
+    CHECK_INT(atomic_load(&done), 0); /* still held */
+    CHECK_INT(rex_pool_queued(p), 12);
+    rex_pool_release(p);
+    wait_done(12, 10000);
+    CHECK(atomic_load(&max_running) <= budget);
+    rex_pool_stop(p);
+}
