@@ -4,9 +4,7 @@
 # usage: bench/e2e/lifecycle.sh [executions=2000] [jit.p mode, e.g. Fi1] [report file]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cmake -S . -B build-e2e -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-e2e -j2 >/dev/null
-eval "$(scripts/services.sh start)" >/dev/null
-trap 'scripts/services.sh stop "$REX_SERVICES_DIR"' EXIT
+. bench/lib/setup.sh
+bench_setup build-e2e
 REX_ENV_FILE=/dev/null LOG_LEVEL=warn build-e2e/rex-worker migrate >/dev/null
 REX_ENV_FILE=/dev/null LOG_LEVEL=warn build-e2e/rex-worker lua bench/e2e/lifecycle.lua "$@"

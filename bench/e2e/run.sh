@@ -4,8 +4,6 @@
 # usage: bench/e2e/run.sh [executions=500] [concurrency=8]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cmake -S . -B build-e2e -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-e2e -j2 >/dev/null
-eval "$(scripts/services.sh start)" >/dev/null
-trap 'scripts/services.sh stop "$REX_SERVICES_DIR"' EXIT
+. bench/lib/setup.sh
+bench_setup build-e2e
 REX_WORKER_BIN=$PWD/build-e2e/rex-worker node bench/e2e/bench.js "$@"
