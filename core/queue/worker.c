@@ -832,12 +832,13 @@ static void on_stalled_timer(uv_timer_t *t) {
     run_stalled_check(t->data);
 }
 
-/* An idle worker (no job in flight) lends a thread to the handlers' idle() every
- * REX_IDLE_INTERVAL_MS: housekeeping that must not wait for the next job (execute-workflow's
- * pending-final journal). One call at a time; a busy worker skips it. */
+/* Every REX_IDLE_INTERVAL_MS the worker lends a thread to the handlers' idle(): housekeeping
+ * that must not wait for a job of the right kind (the pending-final journals of executions and
+ * knowledge documents). On a busy worker the call waits for a free thread like a job; one call
+ * at a time. */
 static void on_idle_timer(uv_timer_t *t) {
     struct rex_worker *w = t->data;
-    if (w->closing || w->inflight > 0 || w->idle_pending)
+    if (w->closing || w->idle_pending)
         return;
     struct rex_job *item = rex_calloc(1, sizeof(*item));
     item->w = w;

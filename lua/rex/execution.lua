@@ -893,7 +893,7 @@ function M.failed_without_run(job, reason)
     M.record_pending_final(job, id, reason)
 end
 
--- rex.worker calls this on an idle worker every few seconds: a journal written while
+-- rex.worker calls this every REX_IDLE_INTERVAL_MS: a journal written while
 -- PostgreSQL was down is applied without waiting for the next job (one HLEN when it is empty).
 function M.idle()
     if not store.configured() then

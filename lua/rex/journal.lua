@@ -3,7 +3,8 @@
 -- A job that fails for good while PostgreSQL does not answer would leave its row (an execution
 -- `running`, a knowledge document `processing`) in progress forever. The worker that saw the
 -- failure writes the update it owes to a hash under the queue's keys, where the job's own
--- failure is being recorded at the same moment, and a later job or an idle worker applies it:
+-- failure is being recorded at the same moment, and a later job or the worker's periodic idle()
+-- call applies it:
 --
 --   <prefix>:<queue>:rex:<name>   hash: row id -> JSON entry (the caller's fields)
 --

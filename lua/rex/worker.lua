@@ -400,8 +400,9 @@ local function failed_without_run(f, opts, reason)
     return M.failure(f, opts, reason, nil, true)
 end
 
--- On an idle worker (no job in flight), every few seconds: each handler's idle() runs, for
--- housekeeping that cannot wait for the next job. Errors are logged.
+-- Every REX_IDLE_INTERVAL_MS, on a free worker thread (a busy worker runs it when one frees):
+-- each handler's idle() runs, for housekeeping that cannot wait for a job of its kind. Errors
+-- are logged.
 function M.idle()
     for name, hook in pairs(idlers) do
         local ok, err = xpcall(hook, on_error)

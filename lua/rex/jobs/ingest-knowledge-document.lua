@@ -17,7 +17,7 @@ local log = rex.log
 -- A job that fails for good (its last attempt, an unrecoverable error, or BullMQ failing it
 -- without running it) must not leave its document `pending` or `processing` forever: the
 -- document is marked failed here, and when PostgreSQL does not answer the update goes to the
--- journal (rex.journal) and is applied by a later ingestion job or an idle worker:
+-- journal (rex.journal) and is applied by a later ingestion job or by the worker's idle() call:
 --
 --   <prefix>:<queue>:rex:pending-final-documents   hash: documentId -> JSON {corpusId, error,
 --                                                  jobId, at (ms since the epoch)}
@@ -124,8 +124,8 @@ local function failed_without_run(job, reason)
     end_document(job, "Ingestion failed: " .. tostring(reason), "its job failed without running")
 end
 
--- On an idle worker: a journal written while PostgreSQL was down is applied without waiting
--- for the next ingestion job (one HLEN when it is empty).
+-- Every REX_IDLE_INTERVAL_MS (rex.worker): a journal written while PostgreSQL was down is
+-- applied without waiting for the next ingestion job (one HLEN when it is empty).
 local function idle()
     if not store.configured() then
         return

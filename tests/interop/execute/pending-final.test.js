@@ -241,3 +241,38 @@ test('an ingestion job with PostgreSQL down across all attempts: its document en
   assert.equal(await s.redis.hexists(key, documentId), 0, 'the journal entry is removed');
   assert.match(w.stderr, /Pending failure applied to knowledge document/);
 });
+
+// The periodic idle() call also runs on a busy worker: a queue kept busy with executions (no
+// ingestion job coming) still applies the document journal.
+test('a busy worker applies the document journal too (idle() does not wait for the queue to empty)', async (t) => {
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '2', REX_IDLE_INTERVAL_MS: '300' }), start: false });
+  X.ensureUser(USER);
+  const corpusId = crypto.randomUUID();
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name, status) VALUES (${X.lit(corpusId)},
+    ${X.lit(X.TENANT)}, ${X.lit(USER)}, 'busy corpus', 'ingesting')`);
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text, status)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(USER)}, 'd', 'x', 'processing')`);
+  const w = await s.start();
+  const BUSY = {
+    name: 'busy',
+    nodes: [{ id: 'trigger', type: 'manual-trigger', config: {} }, { id: 'wait', type: 'test-sleep', config: { ms: 4000 } },
+      { id: 'out', type: 'output', config: {} }],
+    edges: [{ source: 'trigger', target: 'wait' }, { source: 'wait', target: 'out' }],
+  };
+  const workflowId = X.insertWorkflow(BUSY, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER });
+  await X.waitRow(`SELECT 1 FROM executions WHERE id = ${X.lit(executionId)} AND status = 'running'`);
+  // as a last ingestion attempt writes it while PostgreSQL is down
+  await s.redis.hset(`bull:${s.name}:rex:pending-final-documents`, documentId, JSON.stringify({
+    corpusId, jobId: `ingest-${documentId}`, at: Date.now(), error: 'Ingestion failed (test)' }));
+  const [doc] = await X.waitRow(`SELECT status, error FROM knowledge_documents WHERE id = ${X.lit(documentId)}`,
+    (r) => r.length === 1 && r[0].status === 'failed', 3000);
+  assert.equal(doc.error, 'Ingestion failed (test)');
+  // applied while the execution still ran: the worker was busy all along
+  assert.equal(X.persisted(executionId).execution.status, 'running');
+  assert.equal(s.of('completed', executionId).length, 0);
+  assert.equal(X.rows(`SELECT status FROM knowledge_corpora WHERE id = ${X.lit(corpusId)}`)[0].status, 'failed');
+  assert.match(w.stderr, /Pending failure applied to knowledge document/);
+  await s.waitFor('completed', executionId, 15000);
+});
