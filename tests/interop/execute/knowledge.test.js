@@ -380,7 +380,7 @@ test('an ingestion job failed for the stalled limit without running: its documen
   assert.equal(doc.error, 'Ingestion failed: job stalled more than allowable limit');
   assert.equal(X.rows(`SELECT status FROM knowledge_corpora WHERE id = ${X.lit(corpusId)}`)[0].status, 'failed');
   assert.equal(seen.length, 1, 'the job did not run again');
-  assert.match(b.stderr, /Knowledge document failed: its job failed without running/);
+  await b.waitLog(/Knowledge document failed: its job failed without running/);
 });
 
 test('a corpus holding chunks of two models (legacy data) is ranked per model, merged, with a warning', async (t) => {
@@ -406,7 +406,7 @@ test('a corpus holding chunks of two models (legacy data) is ranked per model, m
   // both models contribute: the two ferry chunks come first, whatever their model
   assert.deepEqual(new Set(r.matches.slice(0, 2).map((m) => m.chunkId)), new Set([ids[0], ids[1]]));
   for (let i = 1; i < r.matches.length; i++) assert.ok(r.matches[i - 1].score >= r.matches[i].score);
-  assert.match(w.stderr, /several embedding models/);
+  await w.waitLog(/several embedding models/);
 });
 
 test('rex-worker run with DATABASE_URL ingests into and retrieves from PostgreSQL as REX_RUN_USER_ID', () => {

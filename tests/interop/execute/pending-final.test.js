@@ -105,7 +105,7 @@ test('PostgreSQL down across all attempts mid-run: the running row ends failed o
   assert.ok(Math.abs(Number(row.finished_ms) - entry.at) < 1000, `finished_at ${row.finished_ms} vs ${entry.at}`);
   assert.ok(Number(row.finished_ms) < upAt + 1000);
   assert.equal(await s.redis.hexists(journalKey(s), executionId), 0, 'the journal entry is removed');
-  assert.match(w.stderr, /Pending final status applied to execution/);
+  await w.waitLog(/Pending final status applied to execution/);
 });
 
 test('PostgreSQL down before pickup across all attempts: the pending row ends failed', async (t) => {
@@ -119,7 +119,7 @@ test('PostgreSQL down before pickup across all attempts: the pending row ends fa
   const w = await s.start();
   const failed = await s.waitFor('failed', executionId, 30000);
   assert.match(failed.failedReason, /PostgreSQL unavailable/);
-  assert.match(w.stderr, /kept in Redis until PostgreSQL answers/);
+  await w.waitLog(/kept in Redis until PostgreSQL answers/);
   assert.ok(await s.redis.hexists(journalKey(s), executionId));
   startPostgres();
   assert.equal(X.persisted(executionId).execution.status, 'pending');
@@ -172,7 +172,7 @@ test('a job failed for the stalled limit without running: its running execution 
     FROM executions WHERE id = ${X.lit(executionId)}`, (r) => r.length === 1 && r[0].status === 'failed', 10000);
   assert.equal(row.error_message, 'Execution failed: job stalled more than allowable limit');
   assert.equal(row.has_finished_at, true);
-  assert.match(b.stderr, /Execution failed: its job failed without running/);
+  await b.waitLog(/Execution failed: its job failed without running/);
   // the steps the killed attempt wrote stay: the record of what ran before it died
   assert.ok(X.persisted(executionId).steps.some((r) => r.node_id === 'wait1'));
   const job = await s.job(executionId);
@@ -191,14 +191,14 @@ test('the same with PostgreSQL down: journaled, then applied by an idle worker w
   const entry = JSON.parse(await s.redis.hget(journalKey(s), executionId));
   assert.equal(entry.attempts, 1);
   assert.match(entry.error, /^Execution failed after 1 attempt; the failure was recorded while PostgreSQL was unreachable: job stalled more than allowable limit$/);
-  assert.match(b.stderr, /PostgreSQL did not take the final status of an execution whose job failed without running/);
+  await b.waitLog(/PostgreSQL did not take the final status of an execution whose job failed without running/);
   startPostgres();
   // no job is added: the idle worker applies the journal on its own
   const [row] = await X.waitRow(`SELECT status, error_message FROM executions WHERE id = ${X.lit(executionId)}`,
     (r) => r.length === 1 && r[0].status === 'failed', 15000);
   assert.equal(row.error_message, entry.error);
   assert.equal(await s.redis.hexists(journalKey(s), executionId), 0, 'the journal entry is removed');
-  assert.match(b.stderr, /Pending final status applied to execution/);
+  await b.waitLog(/Pending final status applied to execution/);
 });
 
 // The same guarantee for ingest-knowledge-document: a document must not stay `pending` or
@@ -239,7 +239,7 @@ test('an ingestion job with PostgreSQL down across all attempts: its document en
   assert.ok(Math.abs(Number(doc.updated_ms) - entry.at) < 1000, 'updated_at is when the job failed');
   assert.equal(X.rows(`SELECT status FROM knowledge_corpora WHERE id = ${X.lit(corpusId)}`)[0].status, 'failed');
   assert.equal(await s.redis.hexists(key, documentId), 0, 'the journal entry is removed');
-  assert.match(w.stderr, /Pending failure applied to knowledge document/);
+  await w.waitLog(/Pending failure applied to knowledge document/);
 });
 
 // The periodic idle() call also runs on a busy worker: a queue kept busy with executions (no
@@ -273,6 +273,6 @@ test('a busy worker applies the document journal too (idle() does not wait for t
   assert.equal(X.persisted(executionId).execution.status, 'running');
   assert.equal(s.of('completed', executionId).length, 0);
   assert.equal(X.rows(`SELECT status FROM knowledge_corpora WHERE id = ${X.lit(corpusId)}`)[0].status, 'failed');
-  assert.match(w.stderr, /Pending failure applied to knowledge document/);
+  await w.waitLog(/Pending failure applied to knowledge document/);
   await s.waitFor('completed', executionId, 15000);
 });

@@ -301,8 +301,8 @@ test('optional telemetry tables with incompatible column types: warnings, the ex
     assert.ok(X.rows(`SELECT 1 FROM execution_context_snapshots WHERE execution_id = ${X.lit(executionId)}`, url).length > 0);
   }
   assert.equal(w.exited, null, 'the worker is still running');
-  assert.match(w.stderr, /Failed to persist guardrail event.*integer/);
-  assert.match(w.stderr, /Failed to evaluate alert rules for execution/);
+  await w.waitLog(/Failed to persist guardrail event.*integer/);
+  await w.waitLog(/Failed to evaluate alert rules for execution/);
 });
 
 test('a telemetry table the worker requires with an incompatible column type: a clear error naming it, no retries', async (t) => {

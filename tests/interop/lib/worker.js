@@ -39,6 +39,15 @@ async function startWorker(queue, env = {}) {
     if (Date.now() > deadline) throw new Error(`worker did not connect:\n${w.stderr}`);
     await sleep(20);
   }
+  // Resolves once the worker's log matches re. The log comes through a pipe, so a line may
+  // arrive a little after the row or event it reports on. Bounded: rejects after timeoutMs.
+  w.waitLog = async (re, timeoutMs = 5000) => {
+    const end = Date.now() + timeoutMs;
+    while (!re.test(w.stderr)) {
+      if (Date.now() > end) throw new Error(`no log line matching ${re} within ${timeoutMs} ms:\n${w.stderr.slice(-3000)}`);
+      await sleep(20);
+    }
+  };
   // Stops by signal; resolves with {code, signal}. Bounded: SIGKILL after `timeoutMs`.
   w.stop = async (signal = 'SIGTERM', timeoutMs = 15000) => {
     if (w.exited) return w.exited;
