@@ -2,6 +2,7 @@
  * concurrent), schema introspection of a database missing optional tables, pipelined writes
  * through rex.store_c (round trips counted), and reconnection after the server restarts. Each
  * test works in a database of its own, created and dropped here. */
+#include "lua_eval.h"
 #include "rextest.h"
 
 #include <rex/log.h>
@@ -157,19 +158,6 @@ TEST(concurrent_migrations_do_not_race) {
     drop_db();
 }
 
-/* Runs Lua in a worker state and returns its string result (static buffer) or fails. */
-static const char *eval(rex_lstate *s, const char *code) {
-    static char out[4096];
-    lua_State *L = rex_lstate_L(s);
-    if (luaL_loadstring(L, code))
-        rextest_fail(__FILE__, __LINE__, "load: %s", lua_tostring(L, -1));
-    if (rex_lstate_pcall(s, 0, 1, err, sizeof(err)))
-        rextest_fail(__FILE__, __LINE__, "run: %s", err);
-    snprintf(out, sizeof(out), "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(nil)");
-    lua_pop(L, 1);
-    return out;
-}
-
 static rex_lstate *lua_with_db(void) {
     setenv("DATABASE_URL", dburl, 1);
     rex_lstate *s;
@@ -185,14 +173,14 @@ TEST(introspection_sees_missing_optional_tables) {
     sql(c, "ALTER TABLE execution_steps DROP COLUMN tenant_id");
     PQfinish(c);
     rex_lstate *s = lua_with_db();
-    CHECK_STR(eval(s, "local db = require('rex.store').get() "
-                      "return table.concat({ tostring(db:has_table('executions')), "
-                      "tostring(db:has_table('execution_step_attempts')), "
-                      "tostring(db:has_table('guardrail_events')), "
-                      "tostring(db:has_table('execution_authorizations')), "
-                      "tostring(db:has_column('execution_steps', 'tenant_id')), "
-                      "tostring(db:has_column('workflows', 'tenant_id')), "
-                      "db:column_type('execution_steps', 'output') }, ',')"),
+    CHECK_STR(lua_eval(s, "local db = require('rex.store').get() "
+                          "return table.concat({ tostring(db:has_table('executions')), "
+                          "tostring(db:has_table('execution_step_attempts')), "
+                          "tostring(db:has_table('guardrail_events')), "
+                          "tostring(db:has_table('execution_authorizations')), "
+                          "tostring(db:has_column('execution_steps', 'tenant_id')), "
+                          "tostring(db:has_column('workflows', 'tenant_id')), "
+                          "db:column_type('execution_steps', 'output') }, ',')"),
               "true,false,false,false,false,true,jsonb");
     rex_lstate_close(s);
     drop_db();
@@ -206,27 +194,29 @@ TEST(pipelined_writes_take_one_round_trip) {
     rex_lstate *s = lua_with_db();
     /* 200 inserts queued, one of them failing (duplicate key): one sync, one round trip; the
      * failure is reported with its tag and does not take its neighbours down */
-    CHECK_STR(eval(s, "local db = require('rex.store').get() "
-                      "local before = db:stats().roundtrips "
-                      "for i = 1, 200 do db:send('INSERT INTO t VALUES ($1, $2::jsonb)', "
-                      "  { i == 100 and 99 or i, { n = i } }, 'row' .. i) end "
-                      "local f = db:sync() "
-                      "local rt = db:stats().roundtrips - before "
-                      "local n = db:exec('SELECT count(*) AS n FROM t')[1].n "
-                      "return table.concat({ rt, #f, f[1].tag, f[1].sqlstate, n }, ',')"),
+    CHECK_STR(lua_eval(s, "local db = require('rex.store').get() "
+                          "local before = db:stats().roundtrips "
+                          "for i = 1, 200 do db:send('INSERT INTO t VALUES ($1, $2::jsonb)', "
+                          "  { i == 100 and 99 or i, { n = i } }, 'row' .. i) end "
+                          "local f = db:sync() "
+                          "local rt = db:stats().roundtrips - before "
+                          "local n = db:exec('SELECT count(*) AS n FROM t')[1].n "
+                          "return table.concat({ rt, #f, f[1].tag, f[1].sqlstate, n }, ',')"),
               "1,1,row100,23505,199");
     /* the per-row baseline: one round trip each */
-    CHECK_STR(eval(s, "local db = require('rex.store').get() db:set_per_row(true) "
-                      "local before = db:stats().roundtrips "
-                      "for i = 201, 250 do db:send('INSERT INTO t VALUES ($1, NULL)', { i }) end "
-                      "db:sync() db:set_per_row(false) "
-                      "return tostring(db:stats().roundtrips - before)"),
+    CHECK_STR(lua_eval(s,
+                       "local db = require('rex.store').get() db:set_per_row(true) "
+                       "local before = db:stats().roundtrips "
+                       "for i = 201, 250 do db:send('INSERT INTO t VALUES ($1, NULL)', { i }) end "
+                       "db:sync() db:set_per_row(false) "
+                       "return tostring(db:stats().roundtrips - before)"),
               "50");
     /* a transaction spanning pipelined statements rolls back as a whole */
-    CHECK_STR(eval(s, "local db = require('rex.store').get() "
-                      "local ok = pcall(db.transaction, db, function() "
-                      "  db:exec('DELETE FROM t') error('boom') end) "
-                      "return tostring(ok) .. ',' .. db:exec('SELECT count(*) AS n FROM t')[1].n"),
+    CHECK_STR(lua_eval(s,
+                       "local db = require('rex.store').get() "
+                       "local ok = pcall(db.transaction, db, function() "
+                       "  db:exec('DELETE FROM t') error('boom') end) "
+                       "return tostring(ok) .. ',' .. db:exec('SELECT count(*) AS n FROM t')[1].n"),
               "false,249");
     rex_lstate_close(s);
     drop_db();
@@ -248,16 +238,16 @@ TEST(reconnects_after_the_server_restarts) {
         rextest_skip("REX_SERVICES_DIR not set");
     fresh_db("restart");
     rex_lstate *s = lua_with_db();
-    CHECK_STR(eval(s, "return require('rex.store').get():exec('SELECT 1 AS x')[1].x"), "1");
+    CHECK_STR(lua_eval(s, "return require('rex.store').get():exec('SELECT 1 AS x')[1].x"), "1");
     restart_postgres();
     /* the first use after the restart fails with a connection error ... */
-    CHECK_STR(eval(s,
-                   "local store = require('rex.store') "
-                   "local ok, e = pcall(function() return store.get():exec('SELECT 1') end) "
-                   "return tostring(ok) .. ',' .. tostring(type(e) == 'table' and e.connection)"),
-              "false,true");
+    CHECK_STR(
+        lua_eval(s, "local store = require('rex.store') "
+                    "local ok, e = pcall(function() return store.get():exec('SELECT 1') end) "
+                    "return tostring(ok) .. ',' .. tostring(type(e) == 'table' and e.connection)"),
+        "false,true");
     /* ... and the next one reconnects */
-    CHECK_STR(eval(s, "return require('rex.store').get():exec('SELECT 2 AS x')[1].x"), "2");
+    CHECK_STR(lua_eval(s, "return require('rex.store').get():exec('SELECT 2 AS x')[1].x"), "2");
     rex_lstate_close(s);
     drop_db();
 }

@@ -293,16 +293,23 @@ function fakeEmbedding(text) {
 const fakeEmbedder = (t) => X.fakeProvider(t, (b) => ({ model: b.model,
   data: b.input.map((text, index) => ({ index, embedding: fakeEmbedding(text) })) }));
 
-test('provider embeddings: the job stores the provider vectors; retrieval ranks with them', async (t) => {
-  const emb = await fakeEmbedder(t);
-  const s = await scenario(t, { major: 5, env: X.workerEnv({ REX_HTTP_ALLOWLIST: '127.0.0.1' }) });
+// A user whose embeddings come from an OpenAI-style provider at baseUrl (on loopback), with
+// the test API key.
+function providerUser(baseUrl) {
   const user = crypto.randomUUID();
   X.ensureUser(user);
   X.psql(`INSERT INTO api_keys (user_id, provider, encrypted_key, label) VALUES
     (${X.lit(user)}, 'openai', ${X.lit(X.STORED_KEY)}, 'test')`);
   X.psql(`INSERT INTO domain_configs (user_id, config, is_active) VALUES (${X.lit(user)},
     ${X.jsonLit({ retrieval: { embeddingProvider: 'openai', embeddingModel: 'test-embed',
-    embeddingBaseUrl: emb.url, embeddingDimensions: 64 } })}, true)`);
+    embeddingBaseUrl: baseUrl, embeddingDimensions: 64 } })}, true)`);
+  return user;
+}
+
+test('provider embeddings: the job stores the provider vectors; retrieval ranks with them', async (t) => {
+  const emb = await fakeEmbedder(t);
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ REX_HTTP_ALLOWLIST: '127.0.0.1' }) });
+  const user = providerUser(emb.url);
   const corpusId = crypto.randomUUID();
   X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
     ${X.lit(X.TENANT)}, ${X.lit(user)}, 'provider corpus')`);
@@ -350,13 +357,7 @@ test('an ingestion job failed for the stalled limit without running: its documen
     LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500', MAX_STALLED_COUNT: '0' });
   const s = await scenario(t, { major: 5, env, start: false });
   const a = await s.start();
-  const user = crypto.randomUUID();
-  X.ensureUser(user);
-  X.psql(`INSERT INTO api_keys (user_id, provider, encrypted_key, label) VALUES
-    (${X.lit(user)}, 'openai', ${X.lit(X.STORED_KEY)}, 'test')`);
-  X.psql(`INSERT INTO domain_configs (user_id, config, is_active) VALUES (${X.lit(user)},
-    ${X.jsonLit({ retrieval: { embeddingProvider: 'openai', embeddingModel: 'test-embed',
-    embeddingBaseUrl: `http://127.0.0.1:${srv.address().port}/v1`, embeddingDimensions: 64 } })}, true)`);
+  const user = providerUser(`http://127.0.0.1:${srv.address().port}/v1`);
   const corpusId = crypto.randomUUID();
   X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
     ${X.lit(X.TENANT)}, ${X.lit(user)}, 'stalled corpus')`);

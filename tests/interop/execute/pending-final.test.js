@@ -201,19 +201,26 @@ test('the same with PostgreSQL down: journaled, then applied by an idle worker w
   await b.waitLog(/Pending final status applied to execution/);
 });
 
+// A corpus being ingested with one document in the given status, owned by USER.
+function documentInCorpus(status) {
+  X.ensureUser(USER);
+  const corpusId = crypto.randomUUID();
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name, status) VALUES (${X.lit(corpusId)},
+    ${X.lit(X.TENANT)}, ${X.lit(USER)}, 'journal corpus', 'ingesting')`);
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text, status)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(USER)}, 'd', 'Some text.',
+    ${X.lit(status)})`);
+  return { corpusId, documentId };
+}
+
 // The same guarantee for ingest-knowledge-document: a document must not stay `pending` or
 // `processing` when its job fails for good while PostgreSQL is down.
 test('an ingestion job with PostgreSQL down across all attempts: its document ends failed once it is back', async (t) => {
   if (!process.env.REX_SERVICES_DIR) return t.skip('REX_SERVICES_DIR is not set');
   t.after(() => startPostgres());
   const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '1', REX_IDLE_INTERVAL_MS: '300' }), start: false });
-  X.ensureUser(USER);
-  const corpusId = crypto.randomUUID();
-  const documentId = crypto.randomUUID();
-  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name, status) VALUES (${X.lit(corpusId)},
-    ${X.lit(X.TENANT)}, ${X.lit(USER)}, 'journal corpus', 'ingesting')`);
-  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
-    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(USER)}, 'd', 'Some text.')`);
+  const { corpusId, documentId } = documentInCorpus('pending');
   const jobId = `ingest-${documentId}`;
   await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: USER }, { ...X.REX_JOB_OPTS, jobId });
   stopPostgres();
@@ -246,13 +253,7 @@ test('an ingestion job with PostgreSQL down across all attempts: its document en
 // ingestion job coming) still applies the document journal.
 test('a busy worker applies the document journal too (idle() does not wait for the queue to empty)', async (t) => {
   const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '2', REX_IDLE_INTERVAL_MS: '300' }), start: false });
-  X.ensureUser(USER);
-  const corpusId = crypto.randomUUID();
-  const documentId = crypto.randomUUID();
-  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name, status) VALUES (${X.lit(corpusId)},
-    ${X.lit(X.TENANT)}, ${X.lit(USER)}, 'busy corpus', 'ingesting')`);
-  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text, status)
-    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(USER)}, 'd', 'x', 'processing')`);
+  const { corpusId, documentId } = documentInCorpus('processing');
   const w = await s.start();
   const BUSY = {
     name: 'busy',
