@@ -6,6 +6,7 @@
 --   local p = ts.pattern({ { ts.rep(ts.set("0-9"), 3, 3), ts.lit("-"), ... } }, { ci = true })
 --   for s, e in ts.each(p, text) do ... end   -- 1-based inclusive spans, non-overlapping
 local byte, sub, lower, find = string.byte, string.sub, string.lower, string.find
+local floor = math.floor
 
 local M = {}
 
@@ -219,6 +220,7 @@ local function plan_of(alts)
     if p then
         return p
     end
+    assert(#alts <= 50, "textscan: at most 50 alternatives per pattern") -- M.each's bit key
     p = { scans = {} }
     for a, items in ipairs(alts) do
         local need, start = {}, {}
@@ -251,7 +253,7 @@ end
 -- every position finds.
 function M.each(alts, s)
     local plan = plan_of(alts)
-    local key = ""
+    local key = 0 -- the viable alternatives as bits (patterns have a handful)
     for i, a in ipairs(plan) do
         local ok = true
         for _, cls in ipairs(a.need) do
@@ -261,17 +263,18 @@ function M.each(alts, s)
             end
         end
         if ok then
-            key = key .. i .. ","
+            key = key + 2 ^ (i - 1)
         end
     end
     local scan_of = plan.scans[key]
     if scan_of == nil then -- the viable alternatives and where they can start, once per subset
         local viable, start = {}, {}
-        for i in key:gmatch("%d+") do
-            local a = plan[tonumber(i)]
-            viable[#viable + 1] = a.items
-            for b in pairs(a.start) do
-                start[b] = true
+        for i, a in ipairs(plan) do
+            if floor(key / 2 ^ (i - 1)) % 2 == 1 then
+                viable[#viable + 1] = a.items
+                for b in pairs(a.start) do
+                    start[b] = true
+                end
             end
         end
         -- none, or only empty matches (never yielded): false
