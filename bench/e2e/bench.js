@@ -35,23 +35,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const psql = (sql) => execFileSync('psql', [DB, '-XAtq', '-v', 'ON_ERROR_STOP=1'],
   { encoding: 'utf8', input: sql }).trim();
 
-const WORKFLOW = {
-  nodes: [
-    { id: 'trigger', type: 'manual-trigger', config: {} },
-    { id: 'clean', type: 'data-cleaner', config: { operations: ['trim', 'mask-pii'] } },
-    { id: 'shape', type: 'transformer', config: { mappings: {
-      customer: 'cleaned.customer', amount: 'cleaned.amount', note: 'cleaned.note' } } },
-    { id: 'validate', type: 'json-validator', config: { requiredFields: ['customer', 'amount'] } },
-    { id: 'gate', type: 'condition', config: { field: 'amount', operator: 'greater_than', value: 100 } },
-    { id: 'out', type: 'output', config: {} },
-  ],
-  edges: [
-    { source: 'trigger', target: 'clean' }, { source: 'clean', target: 'shape' },
-    { source: 'shape', target: 'validate' }, { source: 'validate', target: 'gate' },
-    { source: 'gate', target: 'out', condition: 'true' },
-  ],
-};
-const PAYLOAD = { customer: '  Alice Example  ', amount: '250', note: ' contact alice@example.com ' };
+// the 6-node REX-like pipeline and its trigger payload (shared with lifecycle.lua)
+const { triggerPayload: PAYLOAD, ...WORKFLOW } = require('./workflow.json');
 const OPTS = { attempts: 3, backoff: { type: 'exponential', delay: 2000 },
   removeOnComplete: { count: 1000 }, removeOnFail: { count: 5000 } };
 

@@ -27,26 +27,15 @@ local USER = "44444444-4444-4444-8444-444444444444"
 db:exec("INSERT INTO users (id, email, name, password_hash) VALUES ($1, 'bench@example.test', "
     .. "'bench', 'x') ON CONFLICT DO NOTHING", { USER })
 local workflow_id = "55555555-5555-4555-8555-" .. random_hex(6)
-local nodes = rex.json.encode(rex.json.array({
-    { id = "trigger", type = "manual-trigger", config = {} },
-    { id = "clean", type = "data-cleaner", config = { operations = { "trim", "mask-pii" } } },
-    { id = "shape", type = "transformer", config = { mappings = {
-        customer = "cleaned.customer", amount = "cleaned.amount", note = "cleaned.note" } } },
-    { id = "validate", type = "json-validator",
-      config = { requiredFields = { "customer", "amount" } } },
-    { id = "gate", type = "condition",
-      config = { field = "amount", operator = "greater_than", value = 100 } },
-    { id = "out", type = "output", config = {} },
-}))
-local edges = rex.json.encode(rex.json.array({
-    { source = "trigger", target = "clean" }, { source = "clean", target = "shape" },
-    { source = "shape", target = "validate" }, { source = "validate", target = "gate" },
-    { source = "gate", target = "out", condition = "true" },
-}))
+-- bench/e2e's workflow and payload (workflow.json, next to this script)
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local f = assert(io.open(here .. "/workflow.json"))
+local wf = rex.json.decode(f:read("*a"))
+f:close()
+local nodes, edges = rex.json.encode(wf.nodes), rex.json.encode(wf.edges)
 db:exec("INSERT INTO workflows (id, user_id, name, nodes, edges) VALUES ($1, $2, 'bench', "
     .. "$3::jsonb, $4::jsonb)", { workflow_id, USER, nodes, edges })
-local payload = { customer = "  Alice Example  ", amount = "250",
-                  note = " contact alice@example.com " }
+local payload = wf.triggerPayload
 local run = random_hex(4)
 local ids = {}
 for i = 1, N do
