@@ -25,6 +25,8 @@
 --     retry first deletes the earlier telemetry of the execution in one transaction. When the
 --     database does not answer on the last attempt, the final status goes to the Redis
 --     pending-final journal and is applied by a later job (see below, and docs/execution.md).
+--   another run of the execution started meanwhile (this worker was frozen past its lock) ->
+--     nothing more written, job completes ("Runs and their fence" below)
 local rex = require("rex")
 local util = require("rex.util")
 local store = require("rex.store")
@@ -289,8 +291,29 @@ end
 -- (jsonb_array_elements over a JSON array parameter, in order) whenever REX_TELEMETRY_FLUSH_MS
 -- (default 100) has passed since the last flush, before every cancel check and at the end. With
 -- REX_TELEMETRY_FLUSH_MS=0 every row is its own statement (still pipelined).
+--
+-- Runs and their fence. BullMQ runs a job at least once: a worker that was frozen past its lock
+-- (a VM pause, a lost network) goes on running an execution that another worker has picked up
+-- again. So each run has a token, PostgreSQL's now() at its pickup read, which its "running"
+-- update stores in started_at only if started_at is still what the pickup read (a newer run has
+-- not started meanwhile). Every later write of the run is fenced on started_at = token:
+--   - telemetry rows are inserted only while the fence holds, and the check locks the execution
+--     row (FOR SHARE) until the rows commit, so a newer run's "running" update waits for them and
+--     its cleanup, in the same transaction after that update, removes them;
+--   - the final status update is itself the fence (and the rows sent with it are written only
+--     when it updated the row);
+--   - the cancel check sees a lost fence and stops the run; failure marks and the pending-final
+--     journal leave a row alone once another run has started.
+-- A run that lost its fence writes nothing more and its job completes (its Redis lock is gone
+-- anyway, or a newer job owns the execution).
+local FENCE = "EXISTS (SELECT 1 FROM executions WHERE id = $1 AND started_at = $4::timestamptz "
+    .. "FOR SHARE)"
+local IN_FINAL = "EXISTS (SELECT 1 FROM u)" -- inside the final statement (below)
+
+-- Each part's SQL, given the condition its rows are written under. Parameters: $1 execution
+-- id, $2 tenant, $3 the rows (a JSON array), $4 the run's token when `cond` is FENCE.
 local FLUSH_SQL = {
-    steps = function(x)
+    steps = function(x, cond)
         local tcol, tval = "", ""
         if x.cols.steps_tenant then
             tcol, tval = "tenant_id, ", "$2, "
@@ -299,17 +322,17 @@ local FLUSH_SQL = {
             .. "status, input, output, duration_ms, error) SELECT " .. tval .. "$1, "
             .. "x.e->>'node_id', x.e->>'node_type', x.e->>'status', x.e->'input', "
             .. "NULLIF(x.e->'output', 'null'::jsonb), (x.e->>'duration_ms')::int, x.e->>'error' "
-            .. "FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
-            .. (tval == "" and "WHERE $2::text IS NOT NULL " or "") .. "ORDER BY x.o"
+            .. "FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) WHERE " .. cond
+            .. (tval == "" and " AND $2::text IS NOT NULL" or "") .. " ORDER BY x.o"
     end,
-    attempts = function()
+    attempts = function(_, cond)
         return "INSERT INTO execution_step_attempts (execution_id, node_id, node_type, attempt, "
             .. "status, duration_ms, reason) SELECT $1, x.e->>'node_id', x.e->>'node_type', "
             .. "(x.e->>'attempt')::int, x.e->>'status', (x.e->>'duration_ms')::int, "
             .. "x.e->>'reason' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
-            .. "WHERE $2::text IS NOT NULL ORDER BY x.o"
+            .. "WHERE " .. cond .. " AND $2::text IS NOT NULL ORDER BY x.o"
     end,
-    snapshot = function(x)
+    snapshot = function(x, cond)
         local tcol, tval = "", ""
         if x.cols.snapshots_tenant then
             tcol, tval = "tenant_id, ", "$2, "
@@ -318,9 +341,10 @@ local FLUSH_SQL = {
             .. "reason, node_id, node_type, state) SELECT " .. tval .. "$1, "
             .. "(x.e->>'sequence')::int, x.e->>'reason', x.e->>'node_id', x.e->>'node_type', "
             .. "x.e->'state' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
-            .. (tval == "" and "WHERE $2::text IS NOT NULL " or "") .. "ORDER BY x.o"
+            .. "WHERE " .. cond .. (tval == "" and " AND $2::text IS NOT NULL" or "")
+            .. " ORDER BY x.o"
     end,
-    retrieval = function()
+    retrieval = function(_, cond)
         return "INSERT INTO execution_retrieval_events (execution_id, node_id, node_type, query, "
             .. "top_k, attempt, max_attempts, status, matches_count, duration_ms, error_message, "
             .. "scope_type, corpus_id, workflow_id_scope, execution_id_scope, strategy, "
@@ -332,18 +356,29 @@ local FLUSH_SQL = {
             .. "(x.e->>'execution_id_scope')::uuid, x.e->>'strategy', x.e->>'retriever_key', "
             .. "(x.e->>'branch_index')::int, (x.e->>'selected')::boolean "
             .. "FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
-            .. "WHERE $2::text IS NOT NULL ORDER BY x.o"
+            .. "WHERE " .. cond .. " AND $2::text IS NOT NULL ORDER BY x.o"
     end,
-    guardrail = function()
+    guardrail = function(_, cond)
         return "INSERT INTO guardrail_events (tenant_id, user_id, workflow_id, execution_id, "
             .. "node_id, node_type, guard_type, severity, reason, payload) SELECT $2, "
             .. "(x.e->>'user_id')::uuid, (x.e->>'workflow_id')::uuid, $1, x.e->>'node_id', "
             .. "x.e->>'node_type', x.e->>'guard_type', x.e->>'severity', x.e->>'reason', "
             .. "x.e->'payload' FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(e, o) "
-            .. "ORDER BY x.o"
+            .. "WHERE " .. cond .. " ORDER BY x.o"
     end,
 }
 local FLUSH_ORDER = { "steps", "attempts", "guardrail", "snapshot", "retrieval" }
+
+-- The final status update, fenced on the run's token ($4). A row canceled meanwhile keeps its
+-- status, finish time and message unless the run ends canceled itself.
+local KEEP = "status = 'canceled' AND $2::varchar <> 'canceled'"
+local FINAL_UPDATE = "UPDATE executions SET status = CASE WHEN " .. KEEP .. " THEN status ELSE "
+    .. "$2::varchar END, finished_at = CASE WHEN " .. KEEP .. " THEN finished_at ELSE now() END, "
+    .. "error_message = CASE WHEN " .. KEEP .. " THEN error_message ELSE $3::varchar END "
+    .. "WHERE id = $1 AND started_at = $4::timestamptz RETURNING 1"
+-- `ours` is 1 when the update went through, 0 when another run holds the execution (or the row
+-- is gone)
+local FINAL_ONLY = "WITH u AS (" .. FINAL_UPDATE .. ") SELECT count(*) AS ours FROM u"
 
 function Exec:push(kind, row)
     local b = self.buf[kind]
@@ -353,37 +388,43 @@ function Exec:push(kind, row)
     end
 end
 
--- The statement writing several tables at once: each table's INSERT becomes a data-modifying
--- WITH query, the last one (or the final status update, `main`) the main statement; each has
--- parameters of its own so they are typed exactly as in their own statement. Built once per
--- combination (tables present, tenant columns, main) in this Lua state.
-local merged_cache = {}
-local function build_merged_sql(x, kinds, main)
-    local parts = {}
-    for i, kind in ipairs(kinds) do
-        parts[i] = FLUSH_SQL[kind](x)
+-- The statement writing the rows of `kinds` (FLUSH_ORDER), each table's INSERT a data-modifying
+-- WITH query with parameters of its own (so they are typed exactly as in their own statement).
+-- Without `final` each part is fenced itself (4 parameters each) and the last part is the main
+-- statement; with `final` the final update comes first (u, 4 parameters), the parts (3 each) are
+-- written only if it went through, and the main statement returns `ours`. Built once per
+-- combination (tables present, tenant columns, final) in this Lua state.
+local sql_cache = {}
+local function build_sql(x, kinds, final)
+    local head, n = {}, 0
+    if final then
+        head[1], n = "u AS (" .. FINAL_UPDATE .. ")", 4
     end
-    parts[#parts + 1] = main
-    for i, sql in ipairs(parts) do
-        local base = (i - 1) * 3
-        parts[i] = sql:gsub("%$(%d)", function(d)
-            return "$" .. (base + tonumber(d))
-        end)
+    for _, kind in ipairs(kinds) do
+        local base = n
+        head[#head + 1] = FLUSH_SQL[kind](x, final and IN_FINAL or FENCE):gsub("%$(%d)",
+            function(d)
+                return "$" .. (base + tonumber(d))
+            end)
+        n = n + (final and 3 or 4)
     end
-    local head = {}
-    for i = 1, #parts - 1 do
-        head[i] = ("t%d AS (%s)"):format(i, parts[i])
+    if #head == 1 then
+        return final and FINAL_ONLY or head[1]
     end
-    return "WITH " .. table.concat(head, ", ") .. " " .. parts[#parts]
+    local main = final and "SELECT count(*) AS ours FROM u" or table.remove(head)
+    for i = final and 2 or 1, #head do
+        head[i] = ("t%d AS (%s)"):format(i, head[i])
+    end
+    return "WITH " .. table.concat(head, ", ") .. " " .. main
 end
 
-local function merged_sql(x, kinds, main)
+local function flush_sql(x, kinds, final)
     local key = table.concat(kinds, ",") .. (x.cols.steps_tenant and "|t" or "|-")
-        .. (x.cols.snapshots_tenant and "t|" or "-|") .. (main or "")
-    local sql = merged_cache[key]
+        .. (x.cols.snapshots_tenant and "t" or "-") .. (final and "|final" or "")
+    local sql = sql_cache[key]
     if not sql then
-        sql = build_merged_sql(x, kinds, main)
-        merged_cache[key] = sql
+        sql = build_sql(x, kinds, final)
+        sql_cache[key] = sql
     end
     return sql
 end
@@ -404,11 +445,14 @@ function Exec:take_rows()
     return kinds, rows
 end
 
--- One statement for the rows of several tables and, at the end, the final status update (its
--- SQL and three parameters as `main`). Returns sql, params and the entry that lets the parts be
--- sent again one by one (Exec:resend_merged) if the statement fails.
-function Exec:merged_statement(kinds, rows, main, main_params)
-    local params = { n = 3 * #kinds + (main and 3 or 0) }
+-- One statement for the rows of several tables and, with `final` (the final update's status
+-- and message), the final status update. Returns sql, params and the entry that lets the parts
+-- be sent again one by one (Exec:resend_merged) if the statement fails.
+function Exec:merged_statement(kinds, rows, final)
+    local params, n = {}, 0
+    if final then
+        params[1], params[2], params[3], params[4], n = self.id, final[1], final[2], self.run, 4
+    end
     local jsons = {}
     for i = 1, #kinds do
         local encoded, err = json.encode(rows[i])
@@ -416,14 +460,13 @@ function Exec:merged_statement(kinds, rows, main, main_params)
             error(err, 0)
         end
         jsons[i] = encoded
-        params[3 * i - 2], params[3 * i - 1], params[3 * i] = self.id, self.tenant, encoded
+        params[n + 1], params[n + 2], params[n + 3], n = self.id, self.tenant, encoded, n + 3
+        if not final then
+            params[n + 1], n = self.run, n + 1
+        end
     end
-    if main then
-        local b = 3 * #kinds
-        params[b + 1], params[b + 2], params[b + 3] = main_params[1], main_params[2],
-            main_params[3]
-    end
-    return merged_sql(self, kinds, main), params, { kinds = kinds, jsons = jsons }
+    params.n = n
+    return flush_sql(self, kinds, final), params, { kinds = kinds, jsons = jsons }
 end
 
 -- Queues the buffered rows (pipeline mode: no wait; failures surface at the next sync). Rows of
@@ -436,11 +479,11 @@ function Exec:flush()
     if not kinds then
         return
     end
+    local sql, params, entry = self:merged_statement(kinds, rows)
     if #kinds == 1 then
-        self:send(FLUSH_SQL[kinds[1]](self), { self.id, self.tenant, rows[1] }, kinds[1])
+        self:send(sql, params, kinds[1])
         return
     end
-    local sql, params, entry = self:merged_statement(kinds, rows)
     local merged = self.merged
     merged[#merged + 1] = entry
     self:send(sql, params, "telemetry:" .. #merged)
@@ -449,7 +492,8 @@ end
 -- Sends the rows of a failed merged statement again, one statement per table.
 function Exec:send_parts(entry)
     for i, kind in ipairs(entry.kinds) do
-        self:send(FLUSH_SQL[kind](self), { self.id, self.tenant, entry.jsons[i] }, kind)
+        self:send(flush_sql(self, { kind }), { self.id, self.tenant, entry.jsons[i], self.run },
+            kind)
     end
 end
 
@@ -589,7 +633,8 @@ function Exec:check_cancel(force)
     self.last_check = now
     self:flush()
     local ok, res = pcall(self.db.batch, self.db,
-        { { "SELECT status FROM executions WHERE id = $1", { self.id } } })
+        { { "SELECT status, started_at = $2::timestamptz AS ours FROM executions WHERE id = $1",
+            { self.id, self.run } } })
     if not ok then
         self:infra(res)
     end
@@ -599,6 +644,11 @@ function Exec:check_cancel(force)
         self:infra(r.error)
     end
     local row = r.rows[1]
+    if row and row.ours ~= "t" then
+        -- another run started this execution (see "Runs and their fence"): stop here
+        self.superseded = true
+        error({ canceled = true, message = "Superseded by a newer run" }, 0)
+    end
     if not row or row.status == "canceled" then
         log.info("Execution stopped by user request", { executionId = self.id })
         error({ canceled = true, message = "Stopped by user" }, 0)
@@ -764,15 +814,22 @@ end
 -- when the database still answers (a retry sets it running again). On the last attempt a row
 -- still `pending` (the pickup never got through) is ended too. Returns true and the number of
 -- rows updated when the database took the update, else false and the error.
-local function mark_failed_after_fault(id, msg, last)
+-- The fence of a run: its row is this run's, or still as its pickup read it (the run's own
+-- "running" update may not have gone through); anything when the run has no token yet. $4 the
+-- run's token, $5 started_at as the pickup read it.
+local UNFENCED_OR_OURS = "($4::timestamptz IS NULL OR started_at = $4::timestamptz OR "
+    .. "started_at IS NOT DISTINCT FROM $5::timestamptz)"
+
+local function mark_failed_after_fault(id, msg, last, fence)
     local ok, db = pcall(store.get)
     if not ok then
         return false, db
     end
     pcall(db.sync, db)
     local done, res, affected = pcall(db.exec, db, "UPDATE executions SET status = 'failed', "
-        .. "finished_at = now(), error_message = $2 WHERE id = $1 AND status IN ('running', $3)",
-        { id, clean_message(msg), last and "pending" or "running" })
+        .. "finished_at = now(), error_message = $2 WHERE id = $1 AND status IN ('running', $3) "
+        .. "AND " .. UNFENCED_OR_OURS, { id, clean_message(msg), last and "pending" or "running",
+            fence and fence.run or null, fence and fence.prev or null, n = 5 })
     if not done then
         return false, res
     end
@@ -806,9 +863,10 @@ M.PENDING_FINAL_SUFFIX = ":rex:" .. PENDING_FINAL
 local is_last_attempt = journal.is_last_attempt
 
 -- Records the terminal update PostgreSQL could not take. Returns true when Redis has it.
-function M.record_pending_final(job, id, msg)
+function M.record_pending_final(job, id, msg, fence)
     local attempts = (job.attempts_made or 0) + 1
     local ok, err = journal.put(PENDING_FINAL, id, { status = "failed", jobId = job.id,
+        run = fence and fence.run or nil, prev = fence and fence.prev or nil,
         attempts = attempts, at = rex.now_ms(), error = clean_message(("Execution failed after "
             .. "%d attempt%s; the failure was recorded while PostgreSQL was unreachable: %s")
             :format(attempts, attempts == 1 and "" or "s", util.error_text(msg))) })
@@ -832,11 +890,15 @@ function M.apply_pending_final(db)
                 { journal = journal.key(PENDING_FINAL), field = id })
             return true
         end
+        local str = function(v)
+            return type(v) == "string" and v or null
+        end
         local ok, res, affected = pcall(db.exec, db, "UPDATE executions SET status = "
             .. "'failed', finished_at = COALESCE(to_timestamp($3::float8 / 1000), now()), "
-            .. "error_message = $2 WHERE id = $1 AND status IN ('pending', 'running')",
-            { id, clean_message(entry.error),
-              type(entry.at) == "number" and entry.at or null, n = 3 })
+            .. "error_message = $2 WHERE id = $1 AND status IN ('pending', 'running') AND "
+            .. UNFENCED_OR_OURS, { id, clean_message(entry.error),
+              type(entry.at) == "number" and entry.at or null, str(entry.run), str(entry.prev),
+              n = 5 })
         if not ok then
             log.warn("Cannot apply a pending final status yet", { executionId = id,
                 error = util.error_text(res) })
@@ -911,10 +973,12 @@ end
 
 -- An infrastructure failure of this attempt: the execution is marked failed where PostgreSQL
 -- answers, else journaled on the last attempt (above); then the attempt fails so BullMQ retries.
-local function fail_after_fault(job, id, msg)
+-- `fence` (the run, once its pickup read went through) keeps both from ending a row another run
+-- has started since.
+local function fail_after_fault(job, id, msg, fence)
     local last = is_last_attempt(job)
-    if not mark_failed_after_fault(id, msg, last) and last then
-        M.record_pending_final(job, id, msg)
+    if not mark_failed_after_fault(id, msg, last, fence) and last then
+        M.record_pending_final(job, id, msg, fence)
     end
     fail_job(clean_message(msg))
 end
@@ -977,7 +1041,8 @@ function M.process(job)
     local wf_tenant = db:has_column("workflows", "tenant_id")
     local auth_id = data.executionAuthorizationId
     local batch = {
-        { "SELECT status FROM executions WHERE id = $1", { id } },
+        -- now(): this run's token (see "Runs and their fence")
+        { "SELECT status, started_at, now() AS run FROM executions WHERE id = $1", { id } },
         { "SELECT " .. (wf_tenant and "tenant_id" or "NULL AS tenant_id")
             .. ", nodes::text AS nodes, edges::text AS edges FROM workflows WHERE id = $1",
           { workflow_id } },
@@ -1016,20 +1081,20 @@ function M.process(job)
             { jobId = job.id, executionId = id })
         return nil
     end
+    x.run, x.prev = erow.run, erow.started_at or null
 
     -- the final status, with the queued telemetry and the alert rules read, in one round trip;
     -- the rows still buffered and the status update are one statement (one transaction) and, if
     -- it fails, are sent again one by one so each part fails or succeeds as on its own
     local function finish(status, message)
-        local upd = "UPDATE executions SET status = $2, finished_at = now(), error_message = $3 "
-            .. "WHERE id = $1 AND (status <> 'canceled' OR $2 = 'canceled')"
-        local upd_params = { id, status, message == nil and null or clean_message(message), n = 3 }
+        local final = { status, message == nil and null or clean_message(message) }
+        local final_params = { id, final[1], final[2], x.run, n = 4 }
         x.last_flush = rex.monotonic_ms()
         local kinds, rows = x:take_rows()
         local entry
-        local list = { { upd, upd_params } }
+        local list = { { FINAL_ONLY, final_params } }
         if kinds then
-            list[1][1], list[1][2], entry = x:merged_statement(kinds, rows, upd, upd_params)
+            list[1][1], list[1][2], entry = x:merged_statement(kinds, rows, final)
         end
         if db:has_table("alert_rules") and db:has_table("alert_events") then
             list[2] = { x:alert_rules_sql() }
@@ -1041,7 +1106,7 @@ function M.process(job)
         if res[1].error and entry then
             x:send_parts(entry)
             bok, res[1] = pcall(function()
-                return db:batch({ { upd, upd_params } })[1]
+                return db:batch({ { FINAL_ONLY, final_params } })[1]
             end)
             if not bok then
                 x:infra(res[1])
@@ -1051,50 +1116,66 @@ function M.process(job)
         if res[1].error then
             x:infra(res[1].error)
         end
+        if tonumber(res[1].rows[1] and res[1].rows[1].ours) ~= 1 then
+            x.superseded = true
+        end
         x.alert_rules = res[2]
     end
 
-    local pres = { pcall(function()
-        -- a re-run (BullMQ retry, stalled recovery): remove the earlier telemetry first
-        if erow.status ~= "pending" or job.attempts_made > 0 then
+    -- The run's start (see "Runs and their fence" above): the execution becomes this run's
+    -- unless another run started after the pickup read. On a re-run (BullMQ retry, stalled
+    -- recovery) the earlier telemetry is removed in the same transaction, after the update, so
+    -- rows a previous run was still writing are either removed or not written at all.
+    local RUNNING = "UPDATE executions SET status = 'running', started_at = $2::timestamptz, "
+        .. "finished_at = NULL, error_message = NULL WHERE id = $1 AND started_at IS NOT "
+        .. "DISTINCT FROM $3::timestamptz"
+    local rerun = erow.status ~= "pending" or job.attempts_made > 0
+    local function start_run(validate_auth)
+        if rerun then
             x:send("BEGIN", nil, "cleanup")
-            for _, t in ipairs({ "execution_step_attempts", "execution_context_snapshots",
-                                 "execution_retrieval_events", "guardrail_events",
-                                 "execution_steps" }) do
-                if db:has_table(t) then
-                    x:send("DELETE FROM " .. t .. " WHERE execution_id = $1", { id }, "cleanup")
-                end
-            end
-            x:send("COMMIT", nil, "cleanup")
-            log.info("Re-run of an execution: earlier telemetry removed",
-                { executionId = id, previousStatus = erow.status, attempt = job.attempts_made + 1 })
         end
-        -- the execution is `running` from here on, whatever follows; a first use of the
-        -- authorization is marked in the same statement (one transaction instead of two)
-        local RUNNING = "UPDATE executions SET status = 'running', started_at = now(), "
-            .. "finished_at = NULL, error_message = NULL WHERE id = $1"
+        if validate_auth then
+            -- a first use of the authorization is marked in the same statement
+            x:send("WITH a AS (UPDATE execution_authorizations SET validated_at = now() "
+                .. "WHERE id = $4) " .. RUNNING, { id, x.run, x.prev, auth_id, n = 4 }, "running")
+        else
+            x:send(RUNNING, { id, x.run, x.prev, n = 3 }, "running")
+        end
+        if not rerun then
+            return
+        end
+        for _, t in ipairs({ "execution_step_attempts", "execution_context_snapshots",
+                             "execution_retrieval_events", "guardrail_events",
+                             "execution_steps" }) do
+            if db:has_table(t) then
+                x:send("DELETE FROM " .. t .. " WHERE execution_id = $1 AND EXISTS (SELECT 1 "
+                    .. "FROM executions WHERE id = $1 AND started_at = $2::timestamptz)",
+                    { id, x.run }, "cleanup")
+            end
+        end
+        x:send("COMMIT", nil, "cleanup")
+        log.info("Re-run of an execution: earlier telemetry removed",
+            { executionId = id, previousStatus = erow.status, attempt = job.attempts_made + 1 })
+    end
 
+    local pres = { pcall(function()
+        -- the execution is `running` from here on, whatever follows
         -- authorization (§2.2)
         if has_auth then
             if not is_uuid(auth_id) then
-                x:send(RUNNING, { id }, "running")
+                start_run(false)
                 return "unauthorized", (type(auth_id) == "string" and auth_id ~= "")
                     and "Execution authorization is invalid, revoked, or expired"
                     or "Execution authorization token missing from job payload"
             end
             local arow = res[auth_i].rows[1]
             if not arow then
-                x:send(RUNNING, { id }, "running")
+                start_run(false)
                 return "unauthorized", "Execution authorization is invalid, revoked, or expired"
             end
-            if not arow.validated_at then
-                x:send("WITH a AS (UPDATE execution_authorizations SET validated_at = now() "
-                    .. "WHERE id = $2) " .. RUNNING, { id, auth_id }, "running")
-            else
-                x:send(RUNNING, { id }, "running")
-            end
+            start_run(not arow.validated_at)
         else
-            x:send(RUNNING, { id }, "running")
+            start_run(false)
         end
 
         -- workflow
@@ -1183,11 +1264,20 @@ function M.process(job)
     end) }
     local main_ok, main_err = pres[1], pres[2]
 
+    local function superseded()
+        log.warn("Execution taken over by a newer run (or its row is gone); this run's results "
+            .. "are not written", { executionId = id, jobId = job.id,
+                                    attempt = job.attempts_made + 1 })
+        return nil
+    end
     if not main_ok then
         local msg = util.error_text(main_err)
         log.error("Execution failed", { executionId = id, workflowId = workflow_id, error = msg,
                                        attempt = job.attempts_made + 1 })
-        fail_after_fault(job, id, msg)
+        fail_after_fault(job, id, msg, x)
+    end
+    if x.superseded then
+        return superseded()
     end
     local status, message, result = pres[2], pres[3], pres[4]
     local fok, ferr = pcall(finish, status == "unauthorized" and "failed" or status, message)
@@ -1195,7 +1285,10 @@ function M.process(job)
         local msg = util.error_text(ferr)
         log.error("Execution failed", { executionId = id, workflowId = workflow_id, error = msg,
                                        attempt = job.attempts_made + 1 })
-        fail_after_fault(job, id, msg)
+        fail_after_fault(job, id, msg, x)
+    end
+    if x.superseded then
+        return superseded()
     end
     x:evaluate_alerts()
     if status == "unauthorized" then

@@ -189,6 +189,31 @@ test('a worker killed mid-run: stalled recovery re-runs the execution cleanly on
   assert.deepEqual(shape(executionId), want);
 });
 
+test('a worker frozen past its lock: another worker re-runs the execution; thawed, the first writes nothing more', async (t) => {
+  const want = await cleanRun(t);
+  const fast = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500' };
+  const s = await scenario(t, { major: 5, env: X.workerEnv(fast), start: false });
+  const a = await s.start();
+  const workflowId = X.insertWorkflow(WF, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: PAYLOAD });
+  const id = X.lit(executionId);
+  await X.waitRow(`SELECT 1 FROM execution_steps WHERE execution_id = ${id} AND node_id = 'wait1'`);
+  a.proc.kill('SIGSTOP'); // a VM pause: its lock expires while it is in the middle of the run
+  const [{ started_at: frozenRun }] = X.rows(`SELECT started_at FROM executions WHERE id = ${id}`);
+  const b = await s.start();
+  await s.waitFor('completed', executionId, 20000);
+  await b.waitLog(/Re-run of an execution: earlier telemetry removed/);
+  const after = shape(executionId);
+  const [{ started_at: newRun }] = X.rows(`SELECT started_at FROM executions WHERE id = ${id}`);
+  assert.notEqual(newRun, frozenRun, 'the re-run is the execution\'s run now');
+  a.proc.kill('SIGCONT'); // it goes on with its run: every write it still makes is refused
+  await a.waitLog(/Execution taken over by a newer run/, 10000);
+  await a.waitLog(/could not complete job/, 10000);
+  assert.deepEqual(after, want);
+  assert.deepEqual(shape(executionId), want, 'the thawed run added or changed nothing');
+  assert.equal(s.of('completed', executionId).length, 1);
+});
+
 test('a table with an unexpected column type: a clear error, execution failed, no retries', async (t) => {
   const dbName = `rex_badtype_${process.pid}_${Date.now()}`;
   X.psql(`CREATE DATABASE ${dbName}`);
