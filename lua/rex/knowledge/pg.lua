@@ -303,6 +303,12 @@ function PG:_chunk_statements(doc_id, corpus_id, rows, model)
         vcol, vval = ", embedding_vector", ", x.embedding_vector" .. self.vector_cast
     end
     return {
+        -- Two writes of one document's chunks (a re-run beside a worker frozen past its lock,
+        -- or the document enqueued twice) take turns: each first locks the document row, and
+        -- its replacing statement, in the same transaction but a statement of its own, then
+        -- sees the chunks the other committed and deletes them. One set remains, the last one.
+        { "BEGIN" },
+        { "SELECT 1 FROM knowledge_documents WHERE id = $1 FOR NO KEY UPDATE", { doc_id } },
         { "WITH del AS (DELETE FROM knowledge_chunks WHERE document_id = $1), ins AS ("
             .. "INSERT INTO knowledge_chunks (id, corpus_id, document_id, chunk_index, content, "
             .. "token_count, embedding, embedding_model, page_number, section_path, metadata"
@@ -313,12 +319,13 @@ function PG:_chunk_statements(doc_id, corpus_id, rows, model)
             .. "embedding_vector text, page_number integer, section_path text, metadata jsonb)) "
             .. "UPDATE knowledge_documents SET status = 'ready', error = NULL, updated_at = now() "
             .. "WHERE id = $1", { doc_id, corpus_id, model, self:_rows_json(rows, model) } },
+        { "COMMIT" },
         { RECOMPUTE, { corpus_id } },
     }
 end
 
--- One statement replaces the chunks and marks the document ready (atomic); a second
--- recomputes the corpus status. Same round trip.
+-- One statement replaces the chunks and marks the document ready (atomic, after the document
+-- row is locked); a second recomputes the corpus status. Same round trip.
 function PG:_commit_chunks(corpus, doc, rows, model)
     batch(self.db, "Knowledge chunk write failed",
         self:_chunk_statements(doc.id, corpus.id, rows, model))

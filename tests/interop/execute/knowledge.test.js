@@ -8,6 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const http = require('node:http');
+const { spawn } = require('node:child_process');
 const { scenario, sleep } = require('../lib/worker');
 const X = require('./lib');
 
@@ -112,6 +113,40 @@ test('ingest-knowledge-document: chunks with offsets into the stored text, pages
     assert.equal(c.embedding_model, 'rex-lex-v1-1536');
     assert.deepEqual(c.embedding, []); // recomputed from the content (docs/knowledge.md)
   }
+});
+
+test('one document ingested by two jobs at once (a re-run beside a frozen run): one set of chunks', async (t) => {
+  const s = await scenario(t, { major: 5, env: X.workerEnv({ WORKER_CONCURRENCY: '2' }) });
+  const corpusId = createCorpus();
+  const { documentId, jobId } = await ingest(s.queue, corpusId, DOC_A);
+  await s.waitFor('completed', jobId, 15000);
+  const once = X.rows(`SELECT chunk_index, content FROM knowledge_chunks
+    WHERE document_id = ${X.lit(documentId)} ORDER BY chunk_index`);
+  assert.equal(once.length, 4);
+  // The two jobs' chunk writes overlap: both jobs start together (their first write waits for
+  // this session's lock on the document row), and a statement trigger holds each write of this
+  // document's chunks for a second after its rows are in.
+  const fn = `rex_test_slow_chunks_${process.pid}`;
+  X.psql(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+      IF EXISTS (SELECT 1 FROM new_rows WHERE document_id = ${X.lit(documentId)}) THEN
+        PERFORM pg_sleep(1); END IF; RETURN NULL; END $f$;
+    CREATE TRIGGER ${fn} AFTER INSERT ON knowledge_chunks REFERENCING NEW TABLE AS new_rows
+      FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();`);
+  t.after(() => X.psql(`DROP TRIGGER IF EXISTS ${fn} ON knowledge_chunks; DROP FUNCTION IF EXISTS ${fn}();`));
+  const hold = spawn('psql', [X.dbUrl(), '-XAtq', '-c', `BEGIN; SELECT 1 FROM knowledge_documents
+    WHERE id = ${X.lit(documentId)} FOR UPDATE; SELECT pg_sleep(1.5); COMMIT;`], { stdio: 'ignore' });
+  t.after(() => hold.kill());
+  await X.waitRow(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%'
+    AND state = 'active' AND pid <> pg_backend_pid()`);
+  for (const id of ['again-1', 'again-2']) {
+    await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: USER },
+      { ...X.REX_JOB_OPTS, jobId: `${id}-${documentId}` });
+  }
+  await s.waitFor('completed', `again-1-${documentId}`, 15000);
+  await s.waitFor('completed', `again-2-${documentId}`, 15000);
+  const after = X.rows(`SELECT chunk_index, content FROM knowledge_chunks
+    WHERE document_id = ${X.lit(documentId)} ORDER BY chunk_index`);
+  assert.deepEqual(after, once);
 });
 
 test('a workflow retrieves from the ingested corpus; ingestion and deletion refresh the worker cache', async (t) => {
