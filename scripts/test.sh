@@ -2,8 +2,10 @@
 # make test: installs what is missing, builds, runs every test layer, prints "N passed, M failed".
 #   layers: format, C unit (ctest), Lua specs (busted under LuaJIT), integration (ctest, real
 #   Redis + PostgreSQL), interop (node:test with the npm bullmq), then the C unit and integration
-#   layers again in an ASan+UBSan build (clang).
-# Environment: REX_TEST_LAYERS="unit busted ..." runs a subset; REX_TEST_NO_SAN=1 skips the
+#   layers again in an ASan+UBSan build (clang), and last a 30 s chaos run (tests/chaos: random
+#   faults, then invariants checked; its seed is printed).
+# Environment: REX_TEST_LAYERS="unit busted ..." runs a subset (of format unit busted
+# integration interop san chaos); REX_TEST_NO_SAN=1 skips the
 # sanitizer build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +77,7 @@ fi
 SERVICES=""
 stop_services() { [[ -n "$SERVICES" ]] && scripts/services.sh stop "$SERVICES"; SERVICES=""; }
 trap stop_services EXIT
-if want integration || want interop || want san; then
+if want integration || want interop || want san || want chaos; then
   echo "== services"
   if env_lines=$(scripts/services.sh start); then
     eval "$env_lines"
@@ -133,6 +135,14 @@ if want san && [[ -z "${REX_TEST_NO_SAN:-}" ]]; then
     tail -40 build-san.configure.log build-san.build.log 2>/dev/null
     record "build (asan)" 0 1
   fi
+fi
+
+# Last: it restarts PostgreSQL and kills worker processes on purpose.
+if want chaos && [[ -n "$SERVICES" ]]; then
+  echo "== chaos: execute-workflow and ingestion under random faults (tests/chaos, 30 s)"
+  out=$(REX_WORKER_BIN="$ROOT/build/rex-worker" timeout 900 node tests/chaos/chaos.js 30 2>&1); rc=$?
+  echo "$out" | tail -60
+  if [[ $rc -eq 0 ]]; then record chaos 1 0; else record chaos 0 1; fi
 fi
 
 stop_services
