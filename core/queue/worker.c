@@ -227,6 +227,7 @@ static void on_fetch(rex_rconn *c, redisReply *r, void *ud) {
     }
     rex_free(f);
     maybe_fetch(w);
+    maybe_close(w);
 }
 
 /* The fetch arguments shared by fetch and finish-with-fetchNext: token, lockDuration, limiter
@@ -761,6 +762,7 @@ static void on_extend(rex_rconn *c, redisReply *r, void *ud) {
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r && r->type == REDIS_REPLY_ERROR)
             rex_log_error("lock renewal failed", "error", r->str, NULL);
+        maybe_close(w); /* a closing worker may have waited for this reply only */
         return;
     }
     for (size_t i = 0; i < r->elements; i++) {
@@ -775,6 +777,7 @@ static void on_extend(rex_rconn *c, redisReply *r, void *ud) {
             }
         }
     }
+    maybe_close(w);
 }
 
 static void on_renew_timer(uv_timer_t *t) {
@@ -803,18 +806,15 @@ static void on_renew_timer(uv_timer_t *t) {
 }
 
 static void on_stalled(rex_rconn *c, redisReply *r, void *ud) {
+    struct rex_worker *w = ud;
     (void)c;
-    (void)ud;
-    if (!r)
-        return;
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r && r->type == REDIS_REPLY_ERROR)
         rex_log_error("stalled-job check failed", "error", r->str, NULL);
-        return;
-    }
-    if (r->type == REDIS_REPLY_ARRAY)
+    else if (r && r->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i < r->elements; i++)
             if (r->element[i]->type == REDIS_REPLY_STRING)
                 rex_log_warn("stalled job moved back to wait", "job", r->element[i]->str, NULL);
+    maybe_close(w);
 }
 
 static void run_stalled_check(struct rex_worker *w) {
@@ -868,6 +868,7 @@ static void on_cmd_state(rex_rconn *c, int up, void *ud) {
     }
     run_stalled_check(w);
     maybe_fetch(w);
+    maybe_close(w); /* closing, and nothing was left to send */
 }
 
 static void on_blk_state(rex_rconn *c, int up, void *ud) {
@@ -893,12 +894,14 @@ static void on_conn_closed(void *ud) {
     (void)ud;
 }
 
+/* Called from every reply callback of the command connection (and when it comes back up): the
+ * worker closes with the last reply, whichever command it answers. */
 static void maybe_close(struct rex_worker *w) {
     if (!w || !w->closing || w->close_started || w->inflight > 0 || w->unfinished ||
         w->idle_pending)
         return;
     if (w->cmd && rex_rconn_pending(w->cmd) > 0)
-        return; /* progress/log writes still on their way */
+        return; /* progress/log writes, lock renewals, a stalled check still on their way */
     w->close_started = 1;
     uv_timer_stop(&w->renew_timer);
     uv_timer_stop(&w->stalled_timer);

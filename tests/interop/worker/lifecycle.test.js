@@ -21,6 +21,24 @@ test('SIGTERM: the active job finishes, no new job is taken, exit 0', async (t) 
   assert.equal(await (await s.job(later.id)).getState(), 'waiting');
 });
 
+test('SIGTERM while Redis is paused: the worker exits 0 once the finish goes through', async (t) => {
+  // The finish waits in the paused Redis; a lock renewal (every 1.5 s) queues up behind it. The
+  // worker must close when the last reply arrives, whichever command it answers. (The lock,
+  // taken at 0 for 3 s, is still valid when the pause ends at 2.5 s.)
+  const s = await scenario(t, { start: false, env: { LOCK_DURATION_MS: '3000', SHUTDOWN_GRACE_MS: '20000' } });
+  const w = await s.start();
+  const job = await s.queue.add('sleep', { ms: 1000 });
+  await s.waitFor('active', job.id);
+  w.proc.kill('SIGTERM');
+  await sleep(500);
+  await s.redis.client('PAUSE', '2000');
+  const paused = Date.now();
+  const exit = await w.exit;
+  assert.deepEqual(exit, { code: 0, signal: null });
+  assert.ok(Date.now() - paused < 6000, `exited ${Date.now() - paused} ms after the pause began`);
+  await s.waitFor('completed', job.id);
+});
+
 test('a second signal exits at once', async (t) => {
   const s = await scenario(t, { start: false });
   const w = await s.start();
