@@ -69,6 +69,7 @@ static void *thread_main(void *arg) {
     struct thread *t = arg;
     rex_pool *p = t->pool;
     void *tctx = NULL;
+    int first_wait = 1;
     char err[512] = "";
     int rc = p->ops.thread_init(p->ops.ud, t->index, &tctx, err, sizeof(err));
     pthread_mutex_lock(&p->lock);
@@ -88,6 +89,10 @@ static void *thread_main(void *arg) {
         while (!p->head && !p->stopping) {
             p->awake--;
             p->waiting++;
+            if (first_wait) { /* rex_pool_start returns once every thread waits here */
+                first_wait = 0;
+                pthread_cond_broadcast(&p->ready_cond);
+            }
             pthread_cond_wait(&p->cond, &p->lock);
             p->waiting--;
             p->awake++;
@@ -150,8 +155,11 @@ int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *
         p->threads[i].started = 1;
         started++;
     }
+    /* Every thread has started (or failed to) and, unless one failed, waits for work: from here
+     * an item runs only when a thread is woken for it (a hold is never raced by a thread that
+     * was still starting). */
     pthread_mutex_lock(&p->lock);
-    while (p->ready < started)
+    while (p->ready < started || (!p->failed && p->waiting < started))
         pthread_cond_wait(&p->ready_cond, &p->lock);
     int failed = p->failed;
     pthread_mutex_unlock(&p->lock);
