@@ -10,6 +10,8 @@
 //     execution is left `pending` or `running`;
 //   - a knowledge document re-ingested by overlapping jobs has exactly one set of chunks, the
 //     same as its first, clean ingestion, and ends `ready`;
+//   - plain jobs (tests/interop/handlers' fail-until: fails until attempt n, some delayed, some
+//     prioritized) complete once, on attempt n+1, with their return value;
 //   - a job is completed once: one `completed` event per completed job in the events stream;
 //   - no lock is left behind; workers stopped with SIGTERM exit 0.
 // Workers are also frozen (SIGSTOP) past their lock duration and thawed while another worker re-runs
@@ -128,7 +130,9 @@ function startWorker(queueName) {
     env: {
       PATH: process.env.PATH, REDIS_URL: process.env.REDIS_URL, DATABASE_URL: DB,
       QUEUE_NAME: queueName, WORKER_CONCURRENCY: String(CONCURRENCY), REX_NODES_PATH: NODES,
-      LOCK_DURATION_MS: '4000', STALLED_INTERVAL_MS: '2000', MAX_STALLED_COUNT: '3',
+      // a grace period shorter than terminate()'s 20 s: a worker that cannot close exits 1
+      SHUTDOWN_GRACE_MS: '15000',
+      REX_JOBS_PATH: path.join(ROOT, 'tests', 'interop', 'handlers'), LOCK_DURATION_MS: '4000', STALLED_INTERVAL_MS: '2000', MAX_STALLED_COUNT: '3',
       LOG_LEVEL: 'info', REX_ENV_FILE: '/dev/null',
     },
     stdio: ['ignore', 'ignore', log],
@@ -198,6 +202,8 @@ async function main() {
     docs.push(id);
   }
   const added = []; // every job id, in the order added
+  const plain = new Map(); // plain job id -> the attempts_made it succeeds at
+  let plainSeq = 0;
   const ingestions = new Map(); // job id -> document id
   let ingestSeq = 0;
   const ingestJob = (documentId) => {
@@ -260,6 +266,14 @@ async function main() {
         data: { executionId: b.id, workflowId: b.wf, triggerPayload: PAYLOAD, userId: USER, executionAuthorizationId: b.auth },
         opts: { ...OPTS, jobId: b.id },
       }));
+      // plain jobs: retried until their attempt, some delayed, some prioritized
+      for (let i = 0; i < 2; i++) {
+        const jobId = `plain-${++plainSeq}`;
+        const succeedAt = between(0, 2);
+        plain.set(jobId, succeedAt);
+        const extra = rand() < 0.3 ? { delay: between(50, 1500) } : rand() < 0.3 ? { priority: between(1, 10) } : {};
+        jobs.push({ name: 'fail-until', data: { succeedAt }, opts: { ...OPTS, ...extra, jobId } });
+      }
       // and now and then two ingestions of one document at once
       if (rand() < 0.3) {
         const doc = docs[between(0, docs.length - 1)];
@@ -338,7 +352,7 @@ async function main() {
   for (const w of slots) await terminate(w);
   // A final status journaled while PostgreSQL was down is applied by a later job or by a
   // worker's idle() call: give it that time before the checks.
-  const idList = `ARRAY[${added.filter((id) => !ingestions.has(id)).map(lit).join(',')}]::uuid[]`;
+  const idList = `ARRAY[${added.filter((id) => !ingestions.has(id) && !plain.has(id)).map(lit).join(',')}]::uuid[]`;
   for (const end = Date.now() + 30000; Date.now() < end;) {
     const open = Number(await psql(`SELECT count(*) FROM executions WHERE id = ANY(${idList})
       AND status IN ('pending', 'running')`));
@@ -351,7 +365,7 @@ async function main() {
   // ---- checks ----------------------------------------------------------------------------------
   const completed = new Set(await admin.zrange(key('completed'), 0, -1));
   const failed = new Set(await admin.zrange(key('failed'), 0, -1));
-  const ids = added.filter((id) => !ingestions.has(id));
+  const ids = added.filter((id) => !ingestions.has(id) && !plain.has(id));
   const execs = JSON.parse(await psql(`SELECT coalesce(json_agg(t), '[]') FROM (
     SELECT e.id, e.status, e.started_at IS NOT NULL AS started, e.finished_at IS NOT NULL AS finished,
       e.error_message,
@@ -414,6 +428,22 @@ async function main() {
     const events = completedEvents.get(id) || 0;
     if (events !== (inC ? 1 : 0)) bad(id, `${events} completed events`);
   }
+  // plain jobs: completed once, on the attempt they succeed at (a job failed for good only by
+  // the stalled limit, after its workers were killed again and again)
+  for (const [id, succeedAt] of plain) {
+    const inC = completed.has(id);
+    const events = completedEvents.get(id) || 0;
+    if (events !== (inC ? 1 : 0)) bad(id, `${events} completed events`);
+    const [rv, atm, reason] = await admin.hmget(key(id), 'returnvalue', 'atm', 'failedReason');
+    if (inC) {
+      const got = JSON.parse(rv || 'null');
+      if (!got || got.succeededAt !== succeedAt || Number(atm) !== succeedAt + 1) {
+        bad(id, `completed with ${rv}, attemptsMade ${atm}; expected success at attempt ${succeedAt + 1}`);
+      }
+    } else if (!failed.has(id) || !/stalled more than allowable limit/.test(reason || '')) {
+      bad(id, `plain job not completed: ${failed.has(id) ? `failed: ${reason}` : 'neither completed nor failed'}`);
+    }
+  }
   // knowledge: each document one set of chunks, the same as its first ingestion's, and ready
   // unless one of its jobs failed for good
   const failedDocs = new Set([...ingestions].filter(([j]) => failed.has(j)).map(([, d]) => d));
@@ -437,7 +467,7 @@ async function main() {
 
   console.log(`chaos: seed ${SEED}, ${SECONDS} s of faults, ${spawned} worker processes, ${ids.length} executions, ${ingestions.size} ingestions`);
   console.log(`faults: ${JSON.stringify(faults)}`);
-  console.log(`jobs: completed ${completed.size}, failed ${failed.size} (${ingestions.size} of them ingestions of ${docs.length} documents); executions' attemptsMade ${JSON.stringify(attemptsMade)}`);
+  console.log(`jobs: completed ${completed.size}, failed ${failed.size} (${ingestions.size} of them ingestions of ${docs.length} documents, ${plain.size} plain); executions' attemptsMade ${JSON.stringify(attemptsMade)}`);
   if (Object.keys(failReasons).length) console.log(`failed reasons: ${JSON.stringify(failReasons)}`);
   // what the workers saw: how often the faults reached the paths they are meant to exercise
   const seen = {};
