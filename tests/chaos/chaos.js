@@ -1,6 +1,6 @@
 // Chaos run for execute-workflow: a Node bullmq 5.x producer enqueues executions as REX's backend
 // does while rex-worker processes run them, and faults are injected at random (seeded): Redis
-// connections killed (CLIENT KILL) or Redis paused (CLIENT PAUSE), PostgreSQL connections
+// connections killed (CLIENT KILL), Redis paused (CLIENT PAUSE) or restarted, PostgreSQL connections
 // terminated, PostgreSQL restarted, a telemetry table locked, workers SIGKILLed, frozen or stopped with
 // SIGTERM and started again. Then the faults stop, the queue is drained, and what a user relies
 // on is checked:
@@ -288,6 +288,12 @@ async function main() {
   const FAULTS = [
     ['redis-client-kill', 2, async () => { await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes'); }],
     ['redis-pause', 1, async () => { await admin.client('PAUSE', String(between(200, 1500))); }],
+    ['redis-restart', 1, async () => {
+      // lossless: with a save point set, Redis writes everything to disk when it stops (the
+      // command line of scripts/services.sh has none, and a restart brings that back)
+      await admin.config('SET', 'save', '3600 1');
+      await run(path.join(ROOT, 'scripts', 'services.sh'), ['restart-redis', SERVICES]);
+    }],
     ['pg-terminate', 2, async () => {
       await psql(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
         WHERE application_name = 'rex-worker' AND pid <> pg_backend_pid()`);
