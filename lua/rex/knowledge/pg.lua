@@ -59,6 +59,7 @@ local function canonical_model(m)
 end
 
 local is_uuid = require("rex.util").is_uuid
+local null = require("rex.util").null
 pg.is_uuid = is_uuid
 
 local function raise_db(what, err)
@@ -297,32 +298,44 @@ function PG:_rows_json(rows, model)
     return json.encode(out)
 end
 
-function PG:_chunk_statements(doc_id, corpus_id, rows, model)
+-- `run` (optional): the ingestion job's token, the document's updated_at as its start set it.
+-- With it the chunks are written only while the document is still that run's: a newer
+-- ingestion of the document (a re-run beside a worker frozen past its lock, the document
+-- enqueued again) has started it meanwhile otherwise, and only the newer one writes. The
+-- replacing statement's `affected` is then 0.
+local FENCE_DOC = "($2::timestamptz IS NULL OR updated_at = $2::timestamptz)"
+
+function PG:_chunk_statements(doc_id, corpus_id, rows, model, run)
     local vcol, vval = "", ""
     if self.vector_cast then
         vcol, vval = ", embedding_vector", ", x.embedding_vector" .. self.vector_cast
     end
     return {
-        -- Two writes of one document's chunks (a re-run beside a worker frozen past its lock,
-        -- or the document enqueued twice) take turns: each first locks the document row, and
-        -- its replacing statement, in the same transaction but a statement of its own, then
+        -- Two writes of one document's chunks take turns: each first locks the document row,
+        -- and its replacing statement, in the same transaction but a statement of its own, then
         -- sees the chunks the other committed and deletes them. One set remains, the last one.
         { "BEGIN" },
-        { "SELECT 1 FROM knowledge_documents WHERE id = $1 FOR NO KEY UPDATE", { doc_id } },
-        { "WITH del AS (DELETE FROM knowledge_chunks WHERE document_id = $1), ins AS ("
+        { "SELECT 1 FROM knowledge_documents WHERE id = $1 AND " .. FENCE_DOC
+            .. " FOR NO KEY UPDATE", { doc_id, run or null, n = 2 } },
+        { "WITH ok AS (SELECT 1 FROM knowledge_documents WHERE id = $1 AND ($5::timestamptz IS "
+            .. "NULL OR updated_at = $5::timestamptz)), del AS (DELETE FROM knowledge_chunks "
+            .. "WHERE document_id = $1 AND EXISTS (SELECT 1 FROM ok)), ins AS ("
             .. "INSERT INTO knowledge_chunks (id, corpus_id, document_id, chunk_index, content, "
             .. "token_count, embedding, embedding_model, page_number, section_path, metadata"
             .. vcol .. ") SELECT x.id, $2, $1, x.chunk_index, x.content, x.token_count, "
             .. "coalesce(x.embedding, '[]'::jsonb), $3, x.page_number, x.section_path, "
             .. "x.metadata" .. vval .. " FROM jsonb_to_recordset($4::jsonb) AS x(id uuid, "
             .. "chunk_index integer, content text, token_count integer, embedding jsonb, "
-            .. "embedding_vector text, page_number integer, section_path text, metadata jsonb)) "
+            .. "embedding_vector text, page_number integer, section_path text, metadata jsonb) "
+            .. "WHERE EXISTS (SELECT 1 FROM ok)) "
             .. "UPDATE knowledge_documents SET status = 'ready', error = NULL, updated_at = now() "
-            .. "WHERE id = $1", { doc_id, corpus_id, model, self:_rows_json(rows, model) } },
+            .. "WHERE id = $1 AND EXISTS (SELECT 1 FROM ok)",
+          { doc_id, corpus_id, model, self:_rows_json(rows, model), run or null, n = 5 } },
         { "COMMIT" },
         { RECOMPUTE, { corpus_id } },
     }
 end
+pg.CHUNK_WRITE = 3 -- the replacing statement's place in that list
 
 -- One statement replaces the chunks and marks the document ready (atomic, after the document
 -- row is locked); a second recomputes the corpus status. Same round trip.
@@ -331,11 +344,13 @@ function PG:_commit_chunks(corpus, doc, rows, model)
         self:_chunk_statements(doc.id, corpus.id, rows, model))
 end
 
--- The document `failed` with the message, and its corpus status recomputed.
-local function fail_statements(doc_id, corpus_id, msg)
+-- The document `failed` with the message, and its corpus status recomputed; with `run`, only
+-- while the document is still that run's (as above; `affected` 0 otherwise).
+local function fail_statements(doc_id, corpus_id, msg, run)
     return {
-        { "UPDATE knowledge_documents SET status = 'failed', error = $2, updated_at = now() "
-            .. "WHERE id = $1", { doc_id, runtime.cut_units(tostring(msg), 4096) } },
+        { "UPDATE knowledge_documents SET status = 'failed', error = $3, updated_at = now() "
+            .. "WHERE id = $1 AND " .. FENCE_DOC, { doc_id, run or null,
+                runtime.cut_units(tostring(msg), 4096), n = 3 } },
         { RECOMPUTE, { corpus_id } },
     }
 end
@@ -590,8 +605,10 @@ function pg.ingest_job(db, job, opts)
         job_error("Knowledge ingestion job needs corpusId, documentId and userId (UUIDs)", true)
     end
     local list = {
+        -- its updated_at is this run's token (FENCE_DOC)
         { "UPDATE knowledge_documents SET status = 'processing', updated_at = now(), error = NULL "
-            .. "WHERE id = $1 AND corpus_id = $2 AND user_id = $3", { did, cid, uid } },
+            .. "WHERE id = $1 AND corpus_id = $2 AND user_id = $3 RETURNING updated_at",
+          { did, cid, uid } },
         -- (already `ingesting` in a bulk ingestion: no second write; the status recomputation
         -- at the end sets updated_at)
         { "UPDATE knowledge_corpora SET status = 'ingesting', updated_at = now() WHERE id = $1 "
@@ -619,6 +636,11 @@ function pg.ingest_job(db, job, opts)
     local retr = type(cfg.retrieval) == "table" and cfg.retrieval or {}
     local corpus = { id = cid, embedding_model = canonical_model(row.model) }
     local doc = { id = did }
+    local run = res[1].rows[1] and res[1].rows[1].updated_at
+    local function superseded()
+        log("warn", "Knowledge document taken over by a newer ingestion; this run writes nothing",
+            { jobId = job.id, corpusId = cid, documentId = did })
+    end
     local k
     local ok, err = pcall(function()
         local kopts = {}
@@ -651,22 +673,29 @@ function pg.ingest_job(db, job, opts)
             job_error(tostring(m), m == "Document content is empty after normalization"
                 or tostring(m):find("not valid UTF%-8") ~= nil)
         end
-        batch(db, "Knowledge chunk write failed",
-            k:_chunk_statements(did, cid, rows, model_or_err))
+        local wres = batch(db, "Knowledge chunk write failed",
+            k:_chunk_statements(did, cid, rows, model_or_err, run))
         return { corpusId = cid, documentId = did, chunkCount = #rows,
-                 embeddingModel = model_or_err }
+                 embeddingModel = model_or_err,
+                 superseded = wres[pg.CHUNK_WRITE].affected == 0 or nil }
     end)
     if not ok then
         local msg = type(err) == "table" and tostring(err.message) or tostring(err)
         local fok, ferr = pcall(batch, db, "Knowledge document update failed",
-            fail_statements(did, cid, msg))
+            fail_statements(did, cid, msg, run))
         log("error", "Knowledge ingestion failed", { corpusId = cid, documentId = did,
                                                      error = msg })
         if not fok then
             log("error", "Knowledge document status not recorded", {
                 documentId = did, error = ferr.message or tostring(ferr) })
+        elseif ferr[1].affected == 0 then
+            superseded()
         end
         error({ message = msg, unrecoverable = type(err) == "table" and err.unrecoverable }, 0)
+    end
+    if err.superseded then
+        superseded()
+        return err
     end
     log("info", "Knowledge ingestion completed", { jobId = job.id, corpusId = cid,
                                                    documentId = did, chunkCount = err.chunkCount })

@@ -382,6 +382,59 @@ test('provider embeddings: the job stores the provider vectors; retrieval ranks 
   assert.ok(emb.seen.some((r) => r.body.input.length === 1), 'the query was embedded by the provider');
 });
 
+test('a worker frozen past its lock in an ingestion: thawed, it leaves the re-run\'s document as it is', async (t) => {
+  // an embedding provider that holds the first request (worker A's) until released, then fails
+  // it: A falls back to the lexical model (as for any provider failure on a corpus without a
+  // model) and has chunks of another model to write
+  let release;
+  const held = new Promise((r) => { release = r; });
+  let requests = 0;
+  const srv = http.createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d) => { raw += d; });
+    req.on('end', async () => {
+      const body = JSON.parse(raw);
+      res.setHeader('content-type', 'application/json');
+      if (++requests === 1) {
+        await held;
+        res.statusCode = 500;
+        res.end('{"error":{"message":"overloaded"}}');
+        return;
+      }
+      res.end(JSON.stringify({ model: body.model,
+        data: body.input.map((text, index) => ({ index, embedding: fakeEmbedding(text) })) }));
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => { release(); srv.close(); });
+  const fast = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500', REX_HTTP_ALLOWLIST: '127.0.0.1' };
+  const s = await scenario(t, { major: 5, env: X.workerEnv(fast), start: false });
+  const a = await s.start();
+  const user = providerUser(`http://127.0.0.1:${srv.address().port}/v1`);
+  const corpusId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
+    ${X.lit(X.TENANT)}, ${X.lit(user)}, 'provider corpus')`);
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(user)}, 'd', 'Trout swim upstream.')`);
+  const jobId = `ingest-${documentId}`;
+  await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: user }, { ...X.REX_JOB_OPTS, jobId });
+  for (const end = Date.now() + 10000; requests < 1 && Date.now() < end;) await sleep(20);
+  assert.equal(requests, 1, 'worker A is waiting for the provider');
+  a.proc.kill('SIGSTOP'); // its lock expires; worker B runs the job again
+  await s.start();
+  await s.waitFor('completed', jobId, 20000);
+  const doc = () => X.rows(`SELECT d.status, d.error, c.embedding_model, c.content FROM knowledge_documents d
+    JOIN knowledge_chunks c ON c.document_id = d.id WHERE d.id = ${X.lit(documentId)}`);
+  const want = [{ status: 'ready', error: null, embedding_model: 'openai:test-embed@64', content: 'Trout swim upstream.' }];
+  assert.deepEqual(doc(), want);
+  release();
+  a.proc.kill('SIGCONT'); // A goes on: it must not write over what B ingested
+  await a.waitLog(/taken over by a newer ingestion|Knowledge ingestion completed/, 10000);
+  assert.deepEqual(doc(), want);
+  assert.match(a.stderr, /taken over by a newer ingestion/);
+});
+
 test('an ingestion job failed for the stalled limit without running: its document ends failed', async (t) => {
   // an embedding provider that never answers keeps the job active until its worker is killed
   const seen = [];
