@@ -11,7 +11,9 @@
 //   - a knowledge document re-ingested by overlapping jobs has exactly one set of chunks, the
 //     same as its first, clean ingestion, and ends `ready`;
 //   - plain jobs (tests/interop/handlers' fail-until: fails until attempt n, some delayed, some
-//     prioritized) complete once, on attempt n+1, with their return value;
+//     prioritized), on a queue of their own served by a rex-worker and BullMQ's own Node worker
+//     side by side (a fleet moving from one to the other), complete once, on attempt n+1, with
+//     their return value;
 //   - a job is completed once: one `completed` event per completed job in the events stream;
 //   - no lock is left behind; workers stopped with SIGTERM exit 0.
 // Workers are also frozen (SIGSTOP) past their lock duration and thawed while another worker re-runs
@@ -123,27 +125,31 @@ const stopping = new Set(); // processes sent SIGTERM by us: they must exit 0
 const all = []; // every worker process started, killed if this script ends early
 process.on('exit', () => { for (const w of all) if (!w.exited) w.proc.kill('SIGKILL'); });
 
-function startWorker(queueName) {
+// A worker process for `queueName`: `rex-worker serve`, or (impl 'node') BullMQ's own Worker
+// with the same handlers (tests/interop/node-worker.js), as in a fleet moving from one to the
+// other.
+function startWorker(queueName, impl = 'rex') {
   const n = ++spawned;
-  const log = fs.openSync(path.join(logDir, `worker-${n}.log`), 'w');
-  const proc = spawn(BIN, ['serve'], {
-    env: {
-      PATH: process.env.PATH, REDIS_URL: process.env.REDIS_URL, DATABASE_URL: DB,
-      QUEUE_NAME: queueName, WORKER_CONCURRENCY: String(CONCURRENCY), REX_NODES_PATH: NODES,
-      // a grace period shorter than terminate()'s 20 s: a worker that cannot close exits 1
-      SHUTDOWN_GRACE_MS: '15000',
-      REX_JOBS_PATH: path.join(ROOT, 'tests', 'interop', 'handlers'), LOCK_DURATION_MS: '4000', STALLED_INTERVAL_MS: '2000', MAX_STALLED_COUNT: '3',
-      LOG_LEVEL: 'info', REX_ENV_FILE: '/dev/null',
-    },
-    stdio: ['ignore', 'ignore', log],
-  });
+  const log = fs.openSync(path.join(logDir, `worker-${n}-${impl}.log`), 'w');
+  const env = {
+    PATH: process.env.PATH, REDIS_URL: process.env.REDIS_URL, DATABASE_URL: DB,
+    QUEUE_NAME: queueName, WORKER_CONCURRENCY: String(CONCURRENCY), REX_NODES_PATH: NODES,
+    // a grace period shorter than terminate()'s 20 s: a worker that cannot close exits 1
+    SHUTDOWN_GRACE_MS: '15000',
+    REX_JOBS_PATH: path.join(ROOT, 'tests', 'interop', 'handlers'), LOCK_DURATION_MS: '4000',
+    STALLED_INTERVAL_MS: '2000', MAX_STALLED_COUNT: '3', LOG_LEVEL: 'info', REX_ENV_FILE: '/dev/null',
+    WORKER_NAME: `chaos-${impl}`, // the job hash's processedBy (pb) tells who ran a job last
+  };
+  const [cmd, args] = impl === 'node'
+    ? [process.execPath, [path.join(ROOT, 'tests', 'interop', 'node-worker.js')]] : [BIN, ['serve']];
+  const proc = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', log] });
   fs.closeSync(log);
-  const w = { n, proc, exited: null };
+  const w = { n, proc, exited: null, queue: queueName, impl };
   all.push(w);
   w.exit = new Promise((resolve) => proc.on('exit', (code, signal) => {
     w.exited = { code, signal };
     if (stopping.has(w) && code !== 0) {
-      violations.push(`worker ${n} stopped with SIGTERM exited ${JSON.stringify(w.exited)} (log: ${logDir}/worker-${n}.log)`);
+      violations.push(`${impl} worker ${n} stopped with SIGTERM exited ${JSON.stringify(w.exited)} (log: ${logDir}/worker-${n}-${impl}.log)`);
     }
     resolve(w.exited);
   }));
@@ -173,6 +179,11 @@ async function main() {
   const admin = new IORedis(connection);
   admin.on('error', () => {});
   const key = (k) => `bull:${queueName}:${k}`;
+  // plain jobs have a queue of their own, served by a rex-worker and a BullMQ Node worker
+  const plainName = `${queueName}-plain`;
+  const plainQueue = new Queue(plainName, { connection, streams: { events: { maxLen: 1000000 } } });
+  await plainQueue.waitUntilReady();
+  const pkey = (k) => `bull:${plainName}:${k}`;
 
   await run(BIN, ['migrate']);
   await psql(`INSERT INTO users (id, email, name, password_hash) VALUES (${lit(USER)},
@@ -215,6 +226,8 @@ async function main() {
 
   const slots = [];
   for (let i = 0; i < WORKERS; i++) slots.push(startWorker(queueName));
+  slots.push(startWorker(plainName, 'rex'), startWorker(plainName, 'node'));
+  const restart = (w) => startWorker(w.queue, w.impl);
   const first = docs.map(ingestJob);
   await queue.addBulk(first);
   for (const j of first) added.push(j.opts.jobId);
@@ -267,12 +280,13 @@ async function main() {
         opts: { ...OPTS, jobId: b.id },
       }));
       // plain jobs: retried until their attempt, some delayed, some prioritized
+      const plainJobs = [];
       for (let i = 0; i < 2; i++) {
         const jobId = `plain-${++plainSeq}`;
         const succeedAt = between(0, 2);
         plain.set(jobId, succeedAt);
         const extra = rand() < 0.3 ? { delay: between(50, 1500) } : rand() < 0.3 ? { priority: between(1, 10) } : {};
-        jobs.push({ name: 'fail-until', data: { succeedAt }, opts: { ...OPTS, ...extra, jobId } });
+        plainJobs.push({ name: 'fail-until', data: { succeedAt }, opts: { ...OPTS, ...extra, jobId } });
       }
       // and now and then two ingestions of one document at once
       if (rand() < 0.3) {
@@ -280,6 +294,7 @@ async function main() {
         jobs.push(ingestJob(doc), ingestJob(doc));
       }
       await queue.addBulk(jobs);
+      await plainQueue.addBulk(plainJobs);
       for (const j of jobs) added.push(j.opts.jobId);
       await sleep(100);
     }
@@ -308,7 +323,7 @@ async function main() {
       slots[i].proc.kill('SIGKILL');
       await slots[i].exit;
       await sleep(between(0, 1000));
-      slots[i] = startWorker(queueName);
+      slots[i] = restart(slots[i]);
     }],
     ['worker-sigstop', 1, async () => {
       // frozen past its lock duration: its jobs are recovered by the other worker while it
@@ -321,7 +336,7 @@ async function main() {
     ['worker-sigterm', 1, async () => {
       const i = between(0, slots.length - 1);
       const old = slots[i];
-      slots[i] = startWorker(queueName); // the old one finishes its jobs meanwhile
+      slots[i] = restart(old); // the old one finishes its jobs meanwhile
       terminate(old);
     }],
   ];
@@ -342,15 +357,17 @@ async function main() {
   await producer;
 
   // Drain: every worker slot running, then wait until no job is waiting, active or delayed.
-  for (let i = 0; i < slots.length; i++) if (slots[i].exited) slots[i] = startWorker(queueName);
+  for (let i = 0; i < slots.length; i++) if (slots[i].exited) slots[i] = restart(slots[i]);
   const drainEnd = Date.now() + DRAIN_MS;
   let counts;
   for (;;) {
-    counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children', 'completed', 'failed');
+    const names = ['wait', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children', 'completed', 'failed'];
+    const [m, pl] = [await queue.getJobCounts(...names), await plainQueue.getJobCounts(...names)];
+    counts = Object.fromEntries(names.map((k) => [k, m[k] + pl[k]]));
     const open = counts.wait + counts.active + counts.delayed + counts.prioritized + counts.paused + counts['waiting-children'];
-    if (open === 0 && counts.completed + counts.failed === added.length) break;
+    if (open === 0 && counts.completed + counts.failed === added.length + plain.size) break;
     if (Date.now() > drainEnd) {
-      violations.push(`not drained within ${DRAIN_MS / 1000} s: ${JSON.stringify(counts)} of ${added.length} added`);
+      violations.push(`not drained within ${DRAIN_MS / 1000} s: ${JSON.stringify(counts)} of ${added.length + plain.size} added`);
       break;
     }
     await sleep(250);
@@ -363,7 +380,7 @@ async function main() {
     const open = Number(await psql(`SELECT count(*) FROM executions WHERE id = ANY(${idList})
       AND status IN ('pending', 'running')`));
     if (open === 0) break;
-    if (slots.every((w) => w.exited)) for (let i = 0; i < slots.length; i++) slots[i] = startWorker(queueName);
+    if (slots.every((w) => w.exited)) for (let i = 0; i < slots.length; i++) slots[i] = restart(slots[i]);
     await sleep(500);
   }
   for (const w of slots) await terminate(w);
@@ -386,16 +403,17 @@ async function main() {
   const byId = new Map(execs.map((e) => [e.id, e]));
 
   const completedEvents = new Map();
-  let cursor = '-';
-  for (;;) {
-    const page = await admin.xrange(key('events'), cursor, '+', 'COUNT', 5000);
-    for (const [, fields] of page) {
-      const f = {};
-      for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
-      if (f.event === 'completed') completedEvents.set(f.jobId, (completedEvents.get(f.jobId) || 0) + 1);
+  for (const stream of [key('events'), pkey('events')]) {
+    for (let cursor = '-'; ;) {
+      const page = await admin.xrange(stream, cursor, '+', 'COUNT', 5000);
+      for (const [, fields] of page) {
+        const f = {};
+        for (let i = 0; i < fields.length; i += 2) f[fields[i]] = fields[i + 1];
+        if (f.event === 'completed') completedEvents.set(f.jobId, (completedEvents.get(f.jobId) || 0) + 1);
+      }
+      if (page.length < 5000) break;
+      cursor = `(${page[page.length - 1][0]}`;
     }
-    if (page.length < 5000) break;
-    cursor = `(${page[page.length - 1][0]}`;
   }
 
   const attemptsMade = {};
@@ -436,18 +454,23 @@ async function main() {
   }
   // plain jobs: completed once, on the attempt they succeed at (a job failed for good only by
   // the stalled limit, after its workers were killed again and again)
+  const pCompleted = new Set(await admin.zrange(pkey('completed'), 0, -1));
+  const pFailed = new Set(await admin.zrange(pkey('failed'), 0, -1));
+  const ranBy = {};
   for (const [id, succeedAt] of plain) {
-    const inC = completed.has(id);
+    const inC = pCompleted.has(id);
+    const pb = await admin.hget(pkey(id), 'pb');
+    ranBy[pb] = (ranBy[pb] || 0) + 1;
     const events = completedEvents.get(id) || 0;
     if (events !== (inC ? 1 : 0)) bad(id, `${events} completed events`);
-    const [rv, atm, reason] = await admin.hmget(key(id), 'returnvalue', 'atm', 'failedReason');
+    const [rv, atm, reason] = await admin.hmget(pkey(id), 'returnvalue', 'atm', 'failedReason');
     if (inC) {
       const got = JSON.parse(rv || 'null');
       if (!got || got.succeededAt !== succeedAt || Number(atm) !== succeedAt + 1) {
         bad(id, `completed with ${rv}, attemptsMade ${atm}; expected success at attempt ${succeedAt + 1}`);
       }
-    } else if (!failed.has(id) || !/stalled more than allowable limit/.test(reason || '')) {
-      bad(id, `plain job not completed: ${failed.has(id) ? `failed: ${reason}` : 'neither completed nor failed'}`);
+    } else if (!pFailed.has(id) || !/stalled more than allowable limit/.test(reason || '')) {
+      bad(id, `plain job not completed: ${pFailed.has(id) ? `failed: ${reason}` : 'neither completed nor failed'}`);
     }
   }
   // knowledge: each document one set of chunks, the same as its first ingestion's, and ready
@@ -468,12 +491,13 @@ async function main() {
       bad(doc, `chunks are not one clean set: ${got.chunks} (first ingestion: ${reference.get(doc)})`);
     }
   }
-  const locks = (await admin.keys(key('*:lock'))).length;
+  const locks = (await admin.keys(key('*:lock'))).length + (await admin.keys(pkey('*:lock'))).length;
   if (locks) violations.push(`${locks} job locks left behind`);
 
   console.log(`chaos: seed ${SEED}, ${SECONDS} s of faults, ${spawned} worker processes, ${ids.length} executions, ${ingestions.size} ingestions`);
   console.log(`faults: ${JSON.stringify(faults)}`);
-  console.log(`jobs: completed ${completed.size}, failed ${failed.size} (${ingestions.size} of them ingestions of ${docs.length} documents, ${plain.size} plain); executions' attemptsMade ${JSON.stringify(attemptsMade)}`);
+  console.log(`jobs: completed ${completed.size}, failed ${failed.size} (${ingestions.size} of them ingestions of ${docs.length} documents); executions' attemptsMade ${JSON.stringify(attemptsMade)}`);
+  console.log(`plain jobs (a rex-worker and a BullMQ Node worker on their queue): completed ${pCompleted.size}, failed ${pFailed.size} of ${plain.size}; last run by ${JSON.stringify(ranBy)}`);
   if (Object.keys(failReasons).length) console.log(`failed reasons: ${JSON.stringify(failReasons)}`);
   // what the workers saw: how often the faults reached the paths they are meant to exercise
   const seen = {};
@@ -490,6 +514,7 @@ async function main() {
   }
   console.log(`workers saw: ${JSON.stringify(seen)}`);
   await queue.close();
+  await plainQueue.close();
   admin.disconnect();
   if (violations.length) {
     console.log(`VIOLATIONS (${violations.length}); worker logs kept in ${logDir}:`);
