@@ -2,8 +2,8 @@
 # make test: installs what is missing, builds, runs every test layer, prints "N passed, M failed".
 #   layers: format, C unit (ctest), Lua specs (busted under LuaJIT), integration (ctest, real
 #   Redis + PostgreSQL), interop (node:test with the npm bullmq), then the C unit and integration
-#   layers again in an ASan+UBSan build (clang), and last a 30 s chaos run (tests/chaos: random
-#   faults, then invariants checked; its seed is printed).
+#   layers again in an ASan+UBSan build (clang), and last 30 s chaos runs (tests/chaos: random
+#   faults, then invariants checked; the seed is printed) with the normal and the ASan build.
 # Environment: REX_TEST_LAYERS="unit busted ..." runs a subset (of format unit busted
 # integration interop san chaos); REX_TEST_NO_SAN=1 skips the
 # sanitizer build.
@@ -138,11 +138,20 @@ if want san && [[ -z "${REX_TEST_NO_SAN:-}" ]]; then
 fi
 
 # Last: it restarts PostgreSQL and kills worker processes on purpose.
-if want chaos && [[ -n "$SERVICES" ]]; then
-  echo "== chaos: execute-workflow and ingestion under random faults (tests/chaos, 30 s)"
-  out=$(REX_WORKER_BIN="$ROOT/build/rex-worker" timeout 900 node tests/chaos/chaos.js 30 2>&1); rc=$?
+chaos_layer() { # name binary env-assignments...
+  local name=$1 bin=$2 out rc; shift 2
+  echo "== $name: jobs under random faults (tests/chaos, 30 s)"
+  out=$(env "$@" REX_WORKER_BIN="$bin" timeout 900 node tests/chaos/chaos.js 30 2>&1); rc=$?
   echo "$out" | tail -60
-  if [[ $rc -eq 0 ]]; then record chaos 1 0; else record chaos 0 1; fi
+  if [[ $rc -eq 0 ]]; then record "$name" 1 0; else record "$name" 0 1; fi
+}
+if want chaos && [[ -n "$SERVICES" ]]; then
+  chaos_layer chaos "$ROOT/build/rex-worker"
+  # the same with the sanitizer build: a report in any worker's log is a failure
+  if want san && [[ -z "${REX_TEST_NO_SAN:-}" && -x build-san/rex-worker ]]; then
+    chaos_layer "chaos (asan)" "$ROOT/build-san/rex-worker" \
+      ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  fi
 fi
 
 stop_services

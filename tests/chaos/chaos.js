@@ -140,6 +140,7 @@ function startWorker(queueName, impl = 'rex') {
     STALLED_INTERVAL_MS: '2000', MAX_STALLED_COUNT: '3', LOG_LEVEL: 'info', REX_ENV_FILE: '/dev/null',
     WORKER_NAME: `chaos-${impl}`, // the job hash's processedBy (pb) tells who ran a job last
   };
+  for (const k of ['ASAN_OPTIONS', 'UBSAN_OPTIONS']) if (process.env[k]) env[k] = process.env[k];
   const [cmd, args] = impl === 'node'
     ? [process.execPath, [path.join(ROOT, 'tests', 'interop', 'node-worker.js')]] : [BIN, ['serve']];
   const proc = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', log] });
@@ -507,9 +508,13 @@ async function main() {
     're-runs (earlier telemetry removed)': /Re-run of an execution: earlier telemetry removed/,
     'stalled jobs moved back': /stalled job moved back to wait/,
   };
+  // and what must never be there: a sanitizer report (REX_WORKER_BIN may be an ASan build), a
+  // failed assertion, a crash the worker caught
+  const fatal = /AddressSanitizer|LeakSanitizer|runtime error:|"level":"fatal"|Segmentation fault/;
   for (const f of fs.readdirSync(logDir)) {
     for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
       for (const [k, re] of Object.entries(watch)) if (re.test(line)) seen[k] = (seen[k] || 0) + 1;
+      if (fatal.test(line)) violations.push(`${f}: ${line.slice(0, 300)}`);
     }
   }
   console.log(`workers saw: ${JSON.stringify(seen)}`);
