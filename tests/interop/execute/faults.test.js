@@ -173,7 +173,9 @@ test('a database without the optional telemetry tables: warned once each, execut
   assert.equal(count('Alert tables missing; skipping alert evaluation'), 1);
 });
 
-test('a worker killed mid-run: stalled recovery re-runs the execution cleanly on another worker', async (t) => {
+// Worker A (short locks) in the middle of an execution (its first sleep done), and a clean
+// run's rows to compare with.
+async function midRun(t) {
   const want = await cleanRun(t);
   const fast = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500' };
   const s = await scenario(t, { major: 5, env: X.workerEnv(fast), start: false });
@@ -181,6 +183,11 @@ test('a worker killed mid-run: stalled recovery re-runs the execution cleanly on
   const workflowId = X.insertWorkflow(WF, { userId: USER });
   const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: PAYLOAD });
   await X.waitRow(`SELECT 1 FROM execution_steps WHERE execution_id = ${X.lit(executionId)} AND node_id = 'wait1'`);
+  return { want, s, a, executionId };
+}
+
+test('a worker killed mid-run: stalled recovery re-runs the execution cleanly on another worker', async (t) => {
+  const { want, s, a, executionId } = await midRun(t);
   await a.stop('SIGKILL');
   assert.equal(X.persisted(executionId).execution.status, 'running');
   await s.start();
@@ -190,14 +197,8 @@ test('a worker killed mid-run: stalled recovery re-runs the execution cleanly on
 });
 
 test('a worker frozen past its lock: another worker re-runs the execution; thawed, the first writes nothing more', async (t) => {
-  const want = await cleanRun(t);
-  const fast = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500' };
-  const s = await scenario(t, { major: 5, env: X.workerEnv(fast), start: false });
-  const a = await s.start();
-  const workflowId = X.insertWorkflow(WF, { userId: USER });
-  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: PAYLOAD });
+  const { want, s, a, executionId } = await midRun(t);
   const id = X.lit(executionId);
-  await X.waitRow(`SELECT 1 FROM execution_steps WHERE execution_id = ${id} AND node_id = 'wait1'`);
   a.proc.kill('SIGSTOP'); // a VM pause: its lock expires while it is in the middle of the run
   const [{ started_at: frozenRun }] = X.rows(`SELECT started_at FROM executions WHERE id = ${id}`);
   const b = await s.start();

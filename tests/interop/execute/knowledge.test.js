@@ -341,6 +341,21 @@ function providerUser(baseUrl) {
   return user;
 }
 
+// A provider user's corpus with one document, and its ingestion job (REX's way).
+async function ingestOne(queue, providerUrl, content) {
+  const user = providerUser(providerUrl);
+  const corpusId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
+    ${X.lit(X.TENANT)}, ${X.lit(user)}, 'provider corpus')`);
+  const documentId = crypto.randomUUID();
+  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
+    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(user)}, 'd', ${X.lit(content)})`);
+  const jobId = `ingest-${documentId}`;
+  await queue.add('ingest-knowledge-document', { corpusId, documentId, userId: user },
+    { ...X.REX_JOB_OPTS, jobId });
+  return { corpusId, documentId, jobId };
+}
+
 test('provider embeddings: the job stores the provider vectors; retrieval ranks with them', async (t) => {
   const emb = await fakeEmbedder(t);
   const s = await scenario(t, { major: 5, env: X.workerEnv({ REX_HTTP_ALLOWLIST: '127.0.0.1' }) });
@@ -410,15 +425,8 @@ test('a worker frozen past its lock in an ingestion: thawed, it leaves the re-ru
   const fast = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500', REX_HTTP_ALLOWLIST: '127.0.0.1' };
   const s = await scenario(t, { major: 5, env: X.workerEnv(fast), start: false });
   const a = await s.start();
-  const user = providerUser(`http://127.0.0.1:${srv.address().port}/v1`);
-  const corpusId = crypto.randomUUID();
-  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
-    ${X.lit(X.TENANT)}, ${X.lit(user)}, 'provider corpus')`);
-  const documentId = crypto.randomUUID();
-  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
-    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(user)}, 'd', 'Trout swim upstream.')`);
-  const jobId = `ingest-${documentId}`;
-  await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: user }, { ...X.REX_JOB_OPTS, jobId });
+  const { documentId, jobId } = await ingestOne(s.queue, `http://127.0.0.1:${srv.address().port}/v1`,
+    'Trout swim upstream.');
   for (const end = Date.now() + 10000; requests < 1 && Date.now() < end;) await sleep(20);
   assert.equal(requests, 1, 'worker A is waiting for the provider');
   a.proc.kill('SIGSTOP'); // its lock expires; worker B runs the job again
@@ -445,16 +453,8 @@ test('an ingestion job failed for the stalled limit without running: its documen
     LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '500', MAX_STALLED_COUNT: '0' });
   const s = await scenario(t, { major: 5, env, start: false });
   const a = await s.start();
-  const user = providerUser(`http://127.0.0.1:${srv.address().port}/v1`);
-  const corpusId = crypto.randomUUID();
-  X.psql(`INSERT INTO knowledge_corpora (id, tenant_id, user_id, name) VALUES (${X.lit(corpusId)},
-    ${X.lit(X.TENANT)}, ${X.lit(user)}, 'stalled corpus')`);
-  const documentId = crypto.randomUUID();
-  X.psql(`INSERT INTO knowledge_documents (id, tenant_id, corpus_id, user_id, title, content_text)
-    VALUES (${X.lit(documentId)}, ${X.lit(X.TENANT)}, ${X.lit(corpusId)}, ${X.lit(user)}, 'd', 'Some text to embed.')`);
-  const jobId = `ingest-${documentId}`;
-  await s.queue.add('ingest-knowledge-document', { corpusId, documentId, userId: user },
-    { ...X.REX_JOB_OPTS, jobId });
+  const { corpusId, documentId, jobId } = await ingestOne(s.queue,
+    `http://127.0.0.1:${srv.address().port}/v1`, 'Some text to embed.');
   await X.waitRow(`SELECT 1 FROM knowledge_documents WHERE id = ${X.lit(documentId)} AND status = 'processing'`);
   const deadline = Date.now() + 10000;
   while (seen.length === 0 && Date.now() < deadline) await sleep(20);
