@@ -25,8 +25,9 @@
 --     retry first deletes the earlier telemetry of the execution in one transaction. When the
 --     database does not answer on the last attempt, the final status goes to the Redis
 --     pending-final journal and is applied by a later job (see below, and docs/execution.md).
---   another run of the execution started meanwhile (this worker was frozen past its lock) ->
---     nothing more written, job completes ("Runs and their fence" below)
+--   another run of the execution started meanwhile (this worker was frozen past its lock), or
+--     a stop request came in before the run was marked running -> nothing more written, job
+--     completes ("Runs and their fence" below)
 local rex = require("rex")
 local util = require("rex.util")
 local store = require("rex.store")
@@ -1123,12 +1124,14 @@ function M.process(job)
     end
 
     -- The run's start (see "Runs and their fence" above): the execution becomes this run's
-    -- unless another run started after the pickup read. On a re-run (BullMQ retry, stalled
-    -- recovery) the earlier telemetry is removed in the same transaction, after the update, so
-    -- rows a previous run was still writing are either removed or not written at all.
+    -- unless another run started after the pickup read, or a stop request came in between
+    -- (then the run owns nothing and writes nothing; the row stays `canceled`). On a re-run
+    -- (BullMQ retry, stalled recovery) the earlier telemetry is removed in the same
+    -- transaction, after the update, so rows a previous run was still writing are either
+    -- removed or not written at all.
     local RUNNING = "UPDATE executions SET status = 'running', started_at = $2::timestamptz, "
         .. "finished_at = NULL, error_message = NULL WHERE id = $1 AND started_at IS NOT "
-        .. "DISTINCT FROM $3::timestamptz"
+        .. "DISTINCT FROM $3::timestamptz AND status <> 'canceled'"
     local rerun = erow.status ~= "pending" or job.attempts_made > 0
     local function start_run(validate_auth)
         if rerun then
@@ -1265,9 +1268,9 @@ function M.process(job)
     local main_ok, main_err = pres[1], pres[2]
 
     local function superseded()
-        log.warn("Execution taken over by a newer run (or its row is gone); this run's results "
-            .. "are not written", { executionId = id, jobId = job.id,
-                                    attempt = job.attempts_made + 1 })
+        log.warn("Execution run superseded (taken over by a newer run, stopped before it "
+            .. "started, or its row is gone); this run's results are not written",
+            { executionId = id, jobId = job.id, attempt = job.attempts_made + 1 })
         return nil
     end
     if not main_ok then

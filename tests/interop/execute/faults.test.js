@@ -208,7 +208,7 @@ test('a worker frozen past its lock: another worker re-runs the execution; thawe
   const [{ started_at: newRun }] = X.rows(`SELECT started_at FROM executions WHERE id = ${id}`);
   assert.notEqual(newRun, frozenRun, 'the re-run is the execution\'s run now');
   a.proc.kill('SIGCONT'); // it goes on with its run: every write it still makes is refused
-  await a.waitLog(/Execution taken over by a newer run/, 10000);
+  await a.waitLog(/Execution run superseded/, 10000);
   await a.waitLog(/could not complete job/, 10000);
   assert.deepEqual(after, want);
   assert.deepEqual(shape(executionId), want, 'the thawed run added or changed nothing');

@@ -6,6 +6,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const { spawn } = require('node:child_process');
 const { scenario, sleep } = require('../lib/worker');
 const X = require('./lib');
 
@@ -70,6 +71,28 @@ test('a cancel request seen between steps ends the execution canceled / Stopped 
   assert.ok(ran.includes('wait1'));
   assert.ok(!ran.includes('out'), `out must not run: ${JSON.stringify(got.steps.map((r) => [r.node_id, r.status]))}`);
   assert.equal(got.snapshots[got.snapshots.length - 1].reason, 'error');
+});
+
+test('a stop request that lands between the pickup read and the "running" update wins', async (t) => {
+  // This session holds the execution row, so the worker's "running" update waits for it after
+  // the pickup read saw `pending`; then it stops the execution as REX's backend does and commits.
+  const s = await scenario(t, { major: 5, env: X.workerEnv(), start: false });
+  const workflowId = X.insertWorkflow(SLOW, { userId: USER });
+  const { executionId } = await X.trigger(s.queue, { workflowId, userId: USER, payload: { a: 1 } });
+  const id = X.lit(executionId);
+  const stop = spawn('psql', [X.dbUrl(), '-XAtq', '-c', `BEGIN;
+    SELECT 1 FROM executions WHERE id = ${id} FOR UPDATE; SELECT pg_sleep(1.5);
+    UPDATE executions SET status = 'canceled', error_message = 'Stopped by user', finished_at = now()
+    WHERE id = ${id}; COMMIT;`], { stdio: 'ignore' });
+  t.after(() => stop.kill());
+  await X.waitRow(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND state = 'active'
+    AND pid <> pg_backend_pid()`);
+  await s.start();
+  await s.waitFor('completed', executionId, 15000);
+  const got = X.persisted(executionId);
+  assert.equal(got.execution.status, 'canceled');
+  assert.equal(got.execution.error_message, 'Stopped by user');
+  assert.deepEqual(got.steps.filter((r) => r.node_id === 'out'), [], 'out must not run');
 });
 
 test('a missing workflow fails the execution with "Workflow <id> not found" (decision)', async (t) => {
