@@ -320,7 +320,7 @@ async function main() {
 
   const FAULTS = [
     ['redis-client-kill', 2, async () => { await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes'); }],
-    ['redis-pause', 1, async () => { await admin.client('PAUSE', String(between(200, 1500))); }],
+    ['redis-pause', 1, async () => { await admin.client('PAUSE', String(between(200, 6000))); }],
     ['redis-restart', 1, async () => {
       // lossless: with a save point set, Redis writes everything to disk when it stops (the
       // command line of scripts/services.sh has none, and a restart brings that back)
