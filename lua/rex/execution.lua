@@ -919,19 +919,11 @@ function M.apply_pending_final(db)
     return applied, complete
 end
 
--- The journal is read at most once a second per worker thread once a read went through (one
--- Redis round trip saved per execution under load); after a failure, at the next job.
-local journal_read_at = -math.huge
-local function apply_journal_throttled(db)
-    local now = rex.monotonic_ms()
-    if now - journal_read_at < 1000 then
-        return
-    end
+-- Applied by every job, at most once a second per worker thread (rex.journal.throttled).
+local apply_journal_throttled = journal.throttled(function(db)
     local _, complete = M.apply_pending_final(db)
-    if complete then
-        journal_read_at = now
-    end
-end
+    return complete
+end)
 
 -- The job failed for good without the handler running (rex.worker: a deferred failure such as
 -- BullMQ's stalled limit, or the started-attempts limit). The attempt that was running it died

@@ -83,14 +83,8 @@ local function apply_journal(db)
     return complete
 end
 
--- read at most once a second per worker thread once a read went through
-local journal_read_at = -math.huge
-local function apply_journal_throttled(db)
-    local now = rex.monotonic_ms()
-    if now - journal_read_at >= 1000 and apply_journal(db) then
-        journal_read_at = now
-    end
-end
+-- applied by every ingestion job, at most once a second per worker thread
+local apply_journal_throttled = journal.throttled(apply_journal)
 
 local function process(job)
     if not store.configured() then
