@@ -976,6 +976,65 @@ local function fail_after_fault(job, id, msg, fence)
     fail_job(clean_message(msg))
 end
 
+-- The pickup read: one row whatever exists. Parameters: $1 execution, $2 workflow, $3 user,
+-- $4 the authorization (with_auth). Columns: status, started_at, run (now(): this run's token,
+-- see "Runs and their fence") and e_id (NULL: no execution row); w_id (NULL: no workflow),
+-- tenant_id, nodes, edges; a_id, a_validated_at (the authorization, when valid);
+-- domain_configs (a JSON array of {config (its JSON text), user_id, workflow_id}, in REX's
+-- order). Built once per shape in this Lua state.
+local pickup_cache = {}
+local function pickup_sql(db, with_auth, has_dc)
+    local wf_tenant = db:has_column("workflows", "tenant_id")
+    local key = (with_auth and "a" or "-") .. (has_dc and "d" or "-") .. (wf_tenant and "t" or "-")
+    local sql = pickup_cache[key]
+    if sql then
+        return sql
+    end
+    local cols = { "e.id AS e_id, e.status, e.started_at, now() AS run",
+                   "w.id AS w_id, " .. (wf_tenant and "w.tenant_id" or "NULL AS tenant_id")
+                       .. ", w.nodes::text AS nodes, w.edges::text AS edges" }
+    local from = { "(SELECT 1) AS one LEFT JOIN executions e ON e.id = $1",
+                   "LEFT JOIN workflows w ON w.id = $2" }
+    if with_auth then
+        cols[#cols + 1] = "a.id AS a_id, a.validated_at AS a_validated_at"
+        from[#from + 1] = "LEFT JOIN LATERAL (SELECT id, validated_at FROM "
+            .. "execution_authorizations WHERE id = $4 AND execution_id = $1 AND workflow_id = $2 "
+            .. "AND user_id = $3 AND revoked = false AND expires_at > now() LIMIT 1) a ON true"
+    end
+    if has_dc then
+        cols[#cols + 1] = "d.domain_configs"
+        from[#from + 1] = "LEFT JOIN LATERAL (SELECT json_agg(json_build_object('config', "
+            .. "config::text, 'user_id', user_id, 'workflow_id', workflow_id) ORDER BY created_at, "
+            .. "id)::text AS domain_configs FROM domain_configs WHERE is_active = true AND "
+            .. "((user_id IS NULL AND workflow_id IS NULL) OR (user_id = $3 AND workflow_id IS "
+            .. "NULL) OR (user_id IS NULL AND workflow_id = $2) OR (user_id = $3 AND workflow_id "
+            .. "= $2))) d ON true"
+    end
+    sql = "SELECT " .. table.concat(cols, ", ") .. " FROM " .. table.concat(from, " ")
+    pickup_cache[key] = sql
+    return sql
+end
+
+-- The domain_configs column of the pickup read as the rows resolve_domain_config takes
+-- ({config = JSON text or nil, user_id, workflow_id}, JSON nulls as nil).
+local function domain_config_rows(text)
+    local list = text and json.decode(text)
+    local rows = {}
+    if type(list) ~= "table" then
+        return rows
+    end
+    local function v(x)
+        if x == json.null then
+            return nil
+        end
+        return x
+    end
+    for i, r in ipairs(list) do
+        rows[i] = { config = v(r.config), user_id = v(r.user_id), workflow_id = v(r.workflow_id) }
+    end
+    return rows
+end
+
 function M.process(job)
     local data = job.data
     if not is_record(data) then
@@ -1028,47 +1087,32 @@ function M.process(job)
         check_interval = env_number("REX_CANCEL_CHECK_MS", 200),
     }, Exec)
 
-    -- pickup reads, one round trip
+    -- pickup reads: one statement, so one transaction, one reply and one wake-up (four
+    -- statements, each with its own Sync, cost PostgreSQL four transactions and four flushes and
+    -- woke this thread up to four times; bench/e2e)
     local has_auth = db:has_table("execution_authorizations")
     local has_dc = db:has_table("domain_configs")
-    local wf_tenant = db:has_column("workflows", "tenant_id")
     local auth_id = data.executionAuthorizationId
-    local batch = {
-        -- now(): this run's token (see "Runs and their fence")
-        { "SELECT status, started_at, now() AS run FROM executions WHERE id = $1", { id } },
-        { "SELECT " .. (wf_tenant and "tenant_id" or "NULL AS tenant_id")
-            .. ", nodes::text AS nodes, edges::text AS edges FROM workflows WHERE id = $1",
-          { workflow_id } },
-    }
-    local auth_i, dc_i
-    if has_auth and is_uuid(auth_id) then
-        batch[#batch + 1] = { "SELECT id, validated_at FROM execution_authorizations WHERE id = $1 "
-            .. "AND execution_id = $2 AND workflow_id = $3 AND user_id = $4 AND revoked = false "
-            .. "AND expires_at > now() LIMIT 1", { auth_id, id, workflow_id, user_id } }
-        auth_i = #batch
-    elseif not has_auth then
+    local with_auth = has_auth and is_uuid(auth_id)
+    if not has_auth then
         x:warn_missing("authorizations", "Execution authorizations table not found; "
             .. "authorization is not enforced", { executionId = id })
     end
-    if has_dc then
-        batch[#batch + 1] = { "SELECT config::text AS config, user_id, workflow_id FROM "
-            .. "domain_configs WHERE is_active = true AND ((user_id IS NULL AND workflow_id IS NULL) "
-            .. "OR (user_id = $1 AND workflow_id IS NULL) OR (user_id IS NULL AND workflow_id = $2) "
-            .. "OR (user_id = $1 AND workflow_id = $2)) ORDER BY created_at, id",
-            { user_id, workflow_id } }
-        dc_i = #batch
-    end
-    local rok, res = pcall(db.batch, db, batch)
+    -- (a parameter the statement does not use could not be typed: $3 only with either lateral)
+    local params = { id, workflow_id, user_id, with_auth and auth_id or nil,
+                     n = with_auth and 4 or has_dc and 3 or 2 }
+    local rok, res = pcall(db.batch, db, { { pickup_sql(db, with_auth, has_dc), params } })
     if not rok then
         fail_after_fault(job, id, "PostgreSQL failure at pickup: " .. util.error_text(res))
     end
-    for i, r in ipairs(res) do
-        if r.error then
-            fail_after_fault(job, id, ("PostgreSQL failure at pickup (statement %d): %s"):format(i,
-                r.error.message))
-        end
+    if res[1].error then
+        fail_after_fault(job, id, "PostgreSQL failure at pickup: " .. res[1].error.message)
     end
-    local erow = res[1].rows[1]
+    local p = res[1].rows[1] or {}
+    local erow = p.e_id and { status = p.status, started_at = p.started_at, run = p.run }
+    local wrow = p.w_id and { tenant_id = p.tenant_id, nodes = p.nodes, edges = p.edges }
+    local arow = p.a_id and { id = p.a_id, validated_at = p.a_validated_at }
+    local dc_rows = has_dc and domain_config_rows(p.domain_configs) or {}
     if not erow or erow.status == "canceled" then
         log.info("Skipping execution job; execution is missing or canceled",
             { jobId = job.id, executionId = id })
@@ -1163,7 +1207,6 @@ function M.process(job)
                     and "Execution authorization is invalid, revoked, or expired"
                     or "Execution authorization token missing from job payload"
             end
-            local arow = res[auth_i].rows[1]
             if not arow then
                 start_run(false)
                 return "unauthorized", "Execution authorization is invalid, revoked, or expired"
@@ -1174,14 +1217,13 @@ function M.process(job)
         end
 
         -- workflow
-        local wrow = res[2].rows[1]
         if not wrow then
             return "failed", ("Workflow %s not found"):format(workflow_id)
         end
         if wrow.tenant_id then
             x.tenant = wrow.tenant_id
         end
-        local domain_config = M.resolve_domain_config(dc_i and res[dc_i].rows or {},
+        local domain_config = M.resolve_domain_config(dc_rows,
             data.domainConfig)
         local node_list = json.decode(wrow.nodes or "[]")
         local edge_list = json.decode(wrow.edges or "[]")
