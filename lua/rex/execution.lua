@@ -3,8 +3,8 @@
 --
 --   require("rex.execution").process(job)   -- the execute-workflow job handler
 --
--- Round trips: the pickup reads (execution, workflow, authorization, domain configs) go in one
--- batch; telemetry rows (steps, attempts, snapshots, retrieval and guardrail events) are
+-- Round trips: the pickup reads (execution, workflow, authorization, domain configs) are one
+-- statement; telemetry rows (steps, attempts, snapshots, retrieval and guardrail events) are
 -- buffered and written every REX_TELEMETRY_FLUSH_MS (default 100) as one statement holding a
 -- multi-row INSERT per table (the last of them together with the final status update), and they
 -- and the "running" update (with the authorization's "validated" mark) are queued in libpq
@@ -12,7 +12,8 @@
 -- execution's status is re-read for cancel requests (at most every REX_CANCEL_CHECK_MS, default
 -- 200, at a step boundary) and with the final status update. So the UI sees live progress, and a
 -- short workflow costs two round trips (the pickup, and the final status with the telemetry and
--- the alert-rule read) and seven statements.
+-- the alert-rule read) and four statements (the pickup, "running", the final status with the
+-- telemetry, the alert rules).
 --
 -- Outcomes:
 --   execution missing or canceled at pickup        -> nothing written, job completes
