@@ -7,7 +7,8 @@
 // REX_FLOOR_BIN it also runs `floor` (bench/queue/floor.c) at each concurrency: a client doing
 // nothing but the fetch/finish round trips with the same scripts (at concurrency N, all N jobs
 // finished with fetch-next in one call), the ceiling a worker can reach here and the CPU the
-// round trips alone cost a client.
+// round trips alone cost a client. IMPLS (comma-separated: node, rex, rex2, floor) runs only
+// those; rex2 is REX_WORKER_BIN2, so IMPLS=rex,rex2 compares two builds in one run.
 'use strict';
 
 const path = require('node:path');
@@ -36,8 +37,8 @@ async function startWorker(impl, queue, conc) {
   const [cmd, args] = impl === 'node'
     ? [process.execPath, [path.join(ROOT, 'tests/interop/node-worker.js')]]
     : impl === 'floor' ? [process.env.REX_FLOOR_BIN, [u.hostname, u.port, queue, String(conc)]]
-      : [process.env.REX_WORKER_BIN, ['serve']];
-  if (impl === 'rex') env.LOG_LEVEL = 'info';
+      : [impl === 'rex2' ? process.env.REX_WORKER_BIN2 : process.env.REX_WORKER_BIN, ['serve']];
+  if (impl === 'rex' || impl === 'rex2') env.LOG_LEVEL = 'info';
   const p = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   p.stderr.on('data', (d) => { err += d; });
@@ -86,7 +87,8 @@ async function runOnce(impl, conc, rep, admin) {
   const acc = {};
   for (let rep = 0; rep < REPS; rep++) {
     for (const conc of CONCS) {
-      const impls = process.env.REX_FLOOR_BIN ? ['node', 'rex', 'floor'] : ['node', 'rex'];
+      const impls = process.env.IMPLS ? process.env.IMPLS.split(',')
+        : process.env.REX_FLOOR_BIN ? ['node', 'rex', 'floor'] : ['node', 'rex'];
       for (const impl of impls) {
         const r = await runOnce(impl, conc, rep, admin);
         const k = `${impl}|${conc}`;
@@ -94,6 +96,19 @@ async function runOnce(impl, conc, rep, admin) {
         console.log(`rep ${rep} ${impl} c=${conc}: ${r.rate.toFixed(0)} jobs/s, worker ${r.wUs.toFixed(1)} us/job, redis ${r.rUs.toFixed(1)} us/job`);
       }
     }
+  }
+  if (process.env.IMPLS) { // a chosen set, e.g. IMPLS=rex,rex2 to compare two builds
+    console.log(`\n${N} no-op jobs, removeOnComplete true, ${REPS} reps (medians)`);
+    console.log('concurrency | worker | jobs/s | worker CPU us/job | redis us/job');
+    for (const conc of CONCS) {
+      for (const impl of process.env.IMPLS.split(',')) {
+        const a = acc[`${impl}|${conc}`];
+        const m = (f) => median(a.map(f));
+        console.log(`${conc} | ${impl} | ${m((r) => r.rate).toFixed(0)} | ${m((r) => r.wUs).toFixed(1)} | ${m((r) => r.rUs).toFixed(1)}`);
+      }
+    }
+    admin.disconnect();
+    return;
   }
   console.log(`\n${N} no-op jobs, removeOnComplete true, ${REPS} reps (medians)`);
   console.log('concurrency | node jobs/s | rex jobs/s | rex/node | node CPU us/job | rex CPU us/job | redis us/job node | redis us/job rex');

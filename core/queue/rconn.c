@@ -53,12 +53,25 @@ struct req {
  * Our own adapter instead of the one hiredis 0.14 ships (adapters/libuv.h): that one ignores a
  * poll callback with an error status, which libuv delivers when the socket reports POLLERR (a
  * server killed with requests in flight sends RST). The connection then hangs forever without a
- * disconnect. Here an error makes hiredis read the socket, see the error and disconnect. */
+ * disconnect. Here an error makes hiredis read the socket, see the error and disconnect.
+ *
+ * Writes: hiredis asks for write events whenever a command is queued and drops them once the
+ * output is written, and asks for read events after every write. Following that literally
+ * restarts the poll handle twice or more per command, and each uv_poll_start costs an
+ * epoll_ctl DEL now and an ADD before the next poll, plus a loop turn for the writable event.
+ * So the watched events change only when they differ, and once connected, queued output is
+ * written from the loop's prepare phase (just before it polls, outside any hiredis callback, as
+ * the writable event would have it written); only output the socket did not take waits for a
+ * writable event. */
 
 struct uvev {
     redisAsyncContext *ctx;
     uv_poll_t poll;
-    int events;
+    uv_prepare_t prep;
+    int events;     /* the events the poll handle watches */
+    int want_write; /* hiredis has output to write */
+    int in_prep;    /* inside the prepare callback's write */
+    int open;       /* handles not yet closed (the struct is freed at 0) */
 };
 
 static void uvev_cb(uv_poll_t *h, int status, int events) {
@@ -75,45 +88,68 @@ static void uvev_cb(uv_poll_t *h, int status, int events) {
         redisAsyncHandleWrite(p->ctx);
 }
 
-static void uvev_update(struct uvev *p) {
-    if (p->events)
-        uv_poll_start(&p->poll, p->events, uvev_cb);
+static void uvev_set(struct uvev *p, int events) {
+    if (events == p->events)
+        return;
+    p->events = events;
+    if (events)
+        uv_poll_start(&p->poll, events, uvev_cb);
     else
         uv_poll_stop(&p->poll);
 }
 
+static void uvev_prep_cb(uv_prepare_t *h) {
+    struct uvev *p = h->data;
+    uv_prepare_stop(&p->prep);
+    if (!p->ctx || !p->want_write)
+        return;
+    p->in_prep = 1;
+    redisAsyncHandleWrite(p->ctx); /* on a write error hiredis disconnects: p->ctx is NULL */
+    p->in_prep = 0;
+}
+
 static void uvev_add_read(void *d) {
     struct uvev *p = d;
-    p->events |= UV_READABLE;
-    uvev_update(p);
+    uvev_set(p, p->events | UV_READABLE);
 }
 
 static void uvev_del_read(void *d) {
     struct uvev *p = d;
-    p->events &= ~UV_READABLE;
-    uvev_update(p);
+    uvev_set(p, p->events & ~UV_READABLE);
 }
 
 static void uvev_add_write(void *d) {
     struct uvev *p = d;
-    p->events |= UV_WRITABLE;
-    uvev_update(p);
+    p->want_write = 1;
+    if (p->events & UV_WRITABLE)
+        return; /* already waiting until the socket takes more */
+    /* Not connected yet (the writable event completes the connect), or the socket did not take
+     * everything just now: wait for the writable event. Otherwise write before the next poll. */
+    if (p->in_prep || !(p->ctx->c.flags & REDIS_CONNECTED))
+        uvev_set(p, p->events | UV_WRITABLE);
+    else
+        uv_prepare_start(&p->prep, uvev_prep_cb);
 }
 
 static void uvev_del_write(void *d) {
     struct uvev *p = d;
-    p->events &= ~UV_WRITABLE;
-    uvev_update(p);
+    p->want_write = 0;
+    uv_prepare_stop(&p->prep);
+    uvev_set(p, p->events & ~UV_WRITABLE);
 }
 
 static void uvev_closed(uv_handle_t *h) {
-    rex_free(h->data);
+    struct uvev *p = h->data;
+    if (--p->open == 0)
+        rex_free(p);
 }
 
 static void uvev_cleanup(void *d) {
     struct uvev *p = d;
     p->ctx = NULL; /* hiredis is freeing the context */
+    p->want_write = 0;
     uv_close((uv_handle_t *)&p->poll, uvev_closed);
+    uv_close((uv_handle_t *)&p->prep, uvev_closed);
 }
 
 static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
@@ -122,7 +158,10 @@ static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
         rex_free(p);
         return REDIS_ERR;
     }
+    uv_prepare_init(loop, &p->prep);
+    p->open = 2;
     p->poll.data = p;
+    p->prep.data = p;
     p->ctx = ac;
     ac->ev.data = p;
     ac->ev.addRead = uvev_add_read;
