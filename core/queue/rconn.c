@@ -172,6 +172,16 @@ static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     return REDIS_OK;
 }
 
+void rex_rconn_flush(rex_rconn *c) {
+    redisAsyncContext *ac = c->ac;
+    if (!ac || (ac->c.flags & (REDIS_IN_CALLBACK | REDIS_DISCONNECTING | REDIS_FREEING)) ||
+        !(ac->c.flags & REDIS_CONNECTED))
+        return;
+    struct uvev *p = ac->ev.data;
+    if (p && p->want_write && !(p->events & UV_WRITABLE))
+        uvev_prep_cb(&p->prep);
+}
+
 static char g_shas[64][41];
 static pthread_once_t g_sha_once = PTHREAD_ONCE_INIT;
 

@@ -41,6 +41,10 @@ void rex_rconn_close(rex_rconn *c, void (*done)(void *ud), void *ud);
 
 int rex_rconn_up(const rex_rconn *c);
 
+/* Writes the queued commands now instead of just before the loop next polls. Only from loop
+ * callbacks outside this connection's reply callbacks (a write error disconnects it). */
+void rex_rconn_flush(rex_rconn *c);
+
 /* Sends a command. Returns 0, or REX_ECONN when the connection is not up (cb is not called). */
 int rex_rconn_cmd(rex_rconn *c, rex_rconn_cb cb, void *ud, int argc, const char **argv,
                   const size_t *argvlen);

@@ -674,7 +674,9 @@ static void flush_batch(struct rex_worker *w) {
 }
 
 static void after_drain(rex_mailbox *mb) {
-    flush_batch(mb->data);
+    struct rex_worker *w = mb->data;
+    flush_batch(w);
+    rex_rconn_flush(w->cmd); /* the finishes leave now, not a loop turn later */
 }
 
 /* ---- messages from the worker threads ---------------------------------------------------------
