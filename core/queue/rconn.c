@@ -173,7 +173,7 @@ static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
 }
 
 void rex_rconn_flush(rex_rconn *c) {
-    redisAsyncContext *ac = c->ac;
+    redisAsyncContext *ac = c ? c->ac : NULL;
     if (!ac || (ac->c.flags & (REDIS_IN_CALLBACK | REDIS_DISCONNECTING | REDIS_FREEING)) ||
         !(ac->c.flags & REDIS_CONNECTED))
         return;
