@@ -1113,7 +1113,7 @@ function M.process(job)
     local erow = p.e_id and { status = p.status, started_at = p.started_at, run = p.run }
     local wrow = p.w_id and { tenant_id = p.tenant_id, nodes = p.nodes, edges = p.edges }
     local arow = p.a_id and { id = p.a_id, validated_at = p.a_validated_at }
-    local dc_rows = has_dc and domain_config_rows(p.domain_configs) or {}
+    local dc_rows = domain_config_rows(p.domain_configs)
     if not erow or erow.status == "canceled" then
         log.info("Skipping execution job; execution is missing or canceled",
             { jobId = job.id, executionId = id })
@@ -1224,8 +1224,7 @@ function M.process(job)
         if wrow.tenant_id then
             x.tenant = wrow.tenant_id
         end
-        local domain_config = M.resolve_domain_config(dc_rows,
-            data.domainConfig)
+        local domain_config = M.resolve_domain_config(dc_rows, data.domainConfig)
         local node_list = json.decode(wrow.nodes or "[]")
         local edge_list = json.decode(wrow.edges or "[]")
         local wf = { id = workflow_id, edges = edge_list }

@@ -303,7 +303,9 @@ end
 -- ingestion of the document (a re-run beside a worker frozen past its lock, the document
 -- enqueued again) has started it meanwhile otherwise, and only the newer one writes. The
 -- replacing statement's `affected` is then 0.
-local FENCE_DOC = "($2::timestamptz IS NULL OR updated_at = $2::timestamptz)"
+local function fence_doc(n) -- with the token as parameter $n
+    return ("($%d::timestamptz IS NULL OR updated_at = $%d::timestamptz)"):format(n, n)
+end
 
 function PG:_chunk_statements(doc_id, corpus_id, rows, model, run)
     local vcol, vval = "", ""
@@ -315,10 +317,10 @@ function PG:_chunk_statements(doc_id, corpus_id, rows, model, run)
         -- and its replacing statement, in the same transaction but a statement of its own, then
         -- sees the chunks the other committed and deletes them. One set remains, the last one.
         { "BEGIN" },
-        { "SELECT 1 FROM knowledge_documents WHERE id = $1 AND " .. FENCE_DOC
+        { "SELECT 1 FROM knowledge_documents WHERE id = $1 AND " .. fence_doc(2)
             .. " FOR NO KEY UPDATE", { doc_id, run or null, n = 2 } },
-        { "WITH ok AS (SELECT 1 FROM knowledge_documents WHERE id = $1 AND ($5::timestamptz IS "
-            .. "NULL OR updated_at = $5::timestamptz)), del AS (DELETE FROM knowledge_chunks "
+        { "WITH ok AS (SELECT 1 FROM knowledge_documents WHERE id = $1 AND " .. fence_doc(5)
+            .. "), del AS (DELETE FROM knowledge_chunks "
             .. "WHERE document_id = $1 AND EXISTS (SELECT 1 FROM ok)), ins AS ("
             .. "INSERT INTO knowledge_chunks (id, corpus_id, document_id, chunk_index, content, "
             .. "token_count, embedding, embedding_model, page_number, section_path, metadata"
@@ -349,7 +351,7 @@ end
 local function fail_statements(doc_id, corpus_id, msg, run)
     return {
         { "UPDATE knowledge_documents SET status = 'failed', error = $3, updated_at = now() "
-            .. "WHERE id = $1 AND " .. FENCE_DOC, { doc_id, run or null,
+            .. "WHERE id = $1 AND " .. fence_doc(2), { doc_id, run or null,
                 runtime.cut_units(tostring(msg), 4096), n = 3 } },
         { RECOMPUTE, { corpus_id } },
     }
@@ -605,7 +607,7 @@ function pg.ingest_job(db, job, opts)
         job_error("Knowledge ingestion job needs corpusId, documentId and userId (UUIDs)", true)
     end
     local list = {
-        -- its updated_at is this run's token (FENCE_DOC)
+        -- its updated_at is this run's token (fence_doc)
         { "UPDATE knowledge_documents SET status = 'processing', updated_at = now(), error = NULL "
             .. "WHERE id = $1 AND corpus_id = $2 AND user_id = $3 RETURNING updated_at",
           { did, cid, uid } },
