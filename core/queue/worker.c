@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1023,18 +1024,26 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     }
     random_hex(w->token_base, 16);
 
-    rex_mailbox_init(&w->mailbox, w->loop, deliver);
+    if (rex_mailbox_init(&w->mailbox, w->loop, deliver)) {
+        snprintf(err, errlen, "cannot create the worker threads' mailbox: %s", strerror(errno));
+        uv_run(w->loop, UV_RUN_DEFAULT);
+        rex_mailbox_destroy(&w->mailbox);
+        uv_loop_close(w->loop);
+        rex_free(w->key);
+        rex_free(w);
+        return REX_EIO;
+    }
     w->mailbox.after = after_drain;
     w->mailbox.data = w;
-    w->mailbox.async.data = &w->mailbox;
     w->thread_opts.cfg = cfg;
     w->thread_opts.mailbox = &w->mailbox;
     struct rex_pool_ops ops = {rex__process_thread_init, rex__process_run, rex__process_thread_fini,
                                &w->thread_opts};
     int rc = rex_pool_start(cfg->concurrency, &ops, &w->pool, err, errlen);
     if (rc) {
-        uv_close((uv_handle_t *)&w->mailbox.async, NULL);
+        rex_mailbox_close(&w->mailbox, NULL);
         uv_run(w->loop, UV_RUN_DEFAULT);
+        rex_mailbox_destroy(&w->mailbox);
         uv_loop_close(w->loop);
         rex_free(w->key);
         rex_free(w);
@@ -1084,6 +1093,7 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     uv_run(w->loop, UV_RUN_DEFAULT);
 
     rex_pool_stop(w->pool);
+    rex_mailbox_destroy(&w->mailbox);
     uv_loop_close(w->loop);
     char done[24], failed[24];
     fmt_long(done, sizeof(done), (long)w->completed);

@@ -12,7 +12,8 @@
  * with no thread taking any each get a thread. All N threads still run at once when the jobs
  * wait on I/O; CPU-bound short jobs run on `budget` threads with far fewer wake-ups.
  * rex_mailbox: items posted from any thread are handed, in order, to a callback on the loop's
- * thread (uv_async_send plus a locked list that is drained fully). */
+ * thread (a locked list that is drained fully, and an eventfd written only when no wake-up is
+ * already pending). */
 #ifndef REX_RUNTIME_POOL_H
 #define REX_RUNTIME_POOL_H
 
@@ -58,18 +59,25 @@ void rex_pool_block_end(void);
 void rex_pool_stop(rex_pool *p);
 
 typedef struct rex_mailbox {
-    uv_async_t async;
+    uv_poll_t poll; /* on efd; poll.data is the mailbox */
+    int efd;
     pthread_mutex_t lock;
     struct rex_link *head, *tail;
+    int signaled; /* under lock: efd written since the list was last taken */
     void (*deliver)(struct rex_mailbox *mb, struct rex_link *item);
     void (*after)(struct rex_mailbox *mb); /* optional: called after each drain */
     void *data;
 } rex_mailbox;
 
+/* On failure (REX_EIO) the loop still has to run (a handle may be closing), then
+ * rex_mailbox_destroy. */
 int rex_mailbox_init(rex_mailbox *mb, uv_loop_t *loop,
                      void (*deliver)(rex_mailbox *mb, struct rex_link *item));
 void rex_mailbox_post(rex_mailbox *mb, struct rex_link *item);
-/* Closes the async handle; items still queued are delivered first. */
+/* Closes the mailbox's handle (cb, if any, is called with it once closed) after delivering the
+ * items still queued. Items posted later are not delivered. */
 void rex_mailbox_close(rex_mailbox *mb, uv_close_cb cb);
+/* After the handle has closed and no thread posts any more (the pool stopped): frees the rest. */
+void rex_mailbox_destroy(rex_mailbox *mb);
 
 #endif

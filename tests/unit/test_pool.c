@@ -7,6 +7,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,4 +163,84 @@ TEST(pool_held_items_start_at_release_on_the_budget) {
     wait_done(12, 10000);
     CHECK(atomic_load(&max_running) <= budget);
     rex_pool_stop(p);
+}
+
+/* The mailbox: items posted from several threads at once all reach the loop, each thread's in
+ * the order posted, and a post after the loop took the list wakes it again (a lost wake-up
+ * would leave the loop asleep until the 10 s timer gives up). */
+#define POSTERS 4
+#define POSTS 20000
+
+struct posted {
+    struct rex_link link;
+    int poster, seq;
+};
+
+static struct {
+    rex_mailbox mb;
+    uv_timer_t timeout;
+    int next[POSTERS];
+    int delivered, out_of_order, drains, timed_out;
+} mbt;
+
+static void mb_deliver(rex_mailbox *mb, struct rex_link *item) {
+    (void)mb;
+    struct posted *p = (struct posted *)item;
+    if (p->seq != mbt.next[p->poster])
+        mbt.out_of_order++;
+    mbt.next[p->poster] = p->seq + 1;
+    free(p);
+    if (++mbt.delivered == POSTERS * POSTS && !mbt.timed_out) {
+        uv_timer_stop(&mbt.timeout);
+        uv_close((uv_handle_t *)&mbt.timeout, NULL);
+        rex_mailbox_close(&mbt.mb, NULL);
+    }
+}
+
+static void mb_after(rex_mailbox *mb) {
+    (void)mb;
+    mbt.drains++;
+}
+
+static void mb_timeout(uv_timer_t *t) {
+    mbt.timed_out = 1;
+    uv_close((uv_handle_t *)t, NULL);
+    rex_mailbox_close(&mbt.mb, NULL);
+}
+
+static void *poster(void *arg) {
+    int id = (int)(intptr_t)arg;
+    for (int i = 0; i < POSTS; i++) {
+        struct posted *p = malloc(sizeof(*p));
+        p->poster = id;
+        p->seq = i;
+        rex_mailbox_post(&mbt.mb, &p->link);
+        if (i % 1000 == 0)
+            usleep(200); /* let the loop catch up and sleep now and then */
+    }
+    return NULL;
+}
+
+TEST(mailbox_delivers_every_post_in_order_from_many_threads) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    memset(&mbt, 0, sizeof(mbt));
+    CHECK_INT(rex_mailbox_init(&mbt.mb, &loop, mb_deliver), 0);
+    mbt.mb.after = mb_after;
+    uv_timer_init(&loop, &mbt.timeout);
+    uv_timer_start(&mbt.timeout, mb_timeout, 10000, 0);
+    pthread_t t[POSTERS];
+    for (int i = 0; i < POSTERS; i++)
+        pthread_create(&t[i], NULL, poster, (void *)(intptr_t)i);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < POSTERS; i++)
+        pthread_join(t[i], NULL);
+    rex_mailbox_destroy(&mbt.mb);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    CHECK_INT(mbt.timed_out, 0);
+    CHECK_INT(mbt.delivered, POSTERS * POSTS);
+    CHECK_INT(mbt.out_of_order, 0);
+    CHECK(mbt.drains > 1);
+    for (int i = 0; i < POSTERS; i++)
+        CHECK_INT(mbt.next[i], POSTS);
 }
