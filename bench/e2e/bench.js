@@ -134,10 +134,14 @@ async function round(label, extraEnv) {
 (async () => {
   execFileSync(BIN, ['migrate'], { env: { PATH: process.env.PATH, DATABASE_URL: DB, REX_ENV_FILE: '/dev/null' }, stdio: 'ignore' });
   psql(`INSERT INTO users (id, email, name, password_hash) VALUES ('${USER}', 'bench@example.test', 'bench', 'x') ON CONFLICT DO NOTHING`);
-  const fast = await round('batched', {});
-  const piped = await round('pipelined', { REX_TELEMETRY_FLUSH_MS: '0' });
-  const base = await round('per-row', { REX_TELEMETRY_FLUSH_MS: '0', REX_PG_PER_ROW: '1' });
-  for (const r of [fast, piped, base]) {
+  // ROUNDS (comma-separated: batched, pipelined, per-row) runs only those, e.g. for A/B runs of
+  // two builds with ROUNDS=batched
+  const want = (process.env.ROUNDS || 'batched,pipelined,per-row').split(',');
+  const fast = want.includes('batched') ? await round('batched', {}) : null;
+  const piped = want.includes('pipelined') ? await round('pipelined', { REX_TELEMETRY_FLUSH_MS: '0' }) : null;
+  const base = want.includes('per-row')
+    ? await round('per-row', { REX_TELEMETRY_FLUSH_MS: '0', REX_PG_PER_ROW: '1' }) : null;
+  for (const r of [fast, piped, base].filter(Boolean)) {
     console.log(`${r.label.padEnd(10)} ${r.executions} executions in ${r.seconds.toFixed(2)} s = ${r.perSec.toFixed(0)} executions/s; `
       + `${r.statements.toFixed(1)} statements and ${r.roundTrips.toFixed(1)} round trips per execution; `
       + `worker RSS peak ${r.rssPeakMB.toFixed(1)} MB (end ${r.rssEndMB.toFixed(1)} MB); worker CPU ${r.workerCpuSecs.toFixed(2)} s `
@@ -146,8 +150,10 @@ async function round(label, extraEnv) {
     console.log(`${''.padEnd(10)} CPU ms per execution: worker ${c.worker.toFixed(2)}, PostgreSQL ${c.postgres.toFixed(2)}, `
       + `Redis ${c.redis.toFixed(2)}, total ${(c.worker + c.postgres + c.redis).toFixed(2)} (2 cores allow ${(2000 / (c.worker + c.postgres + c.redis)).toFixed(0)} executions/s)`);
   }
-  console.log(`batched / per-row throughput: ${(fast.perSec / base.perSec).toFixed(2)}x; `
-    + `pipelined (a statement per row, no wait) / per-row: ${(piped.perSec / base.perSec).toFixed(2)}x; `
-    + `round trips per execution ${fast.roundTrips.toFixed(1)} vs ${base.roundTrips.toFixed(1)}`);
+  if (fast && base) {
+    console.log(`batched / per-row throughput: ${(fast.perSec / base.perSec).toFixed(2)}x; `
+      + (piped ? `pipelined (a statement per row, no wait) / per-row: ${(piped.perSec / base.perSec).toFixed(2)}x; ` : '')
+      + `round trips per execution ${fast.roundTrips.toFixed(1)} vs ${base.roundTrips.toFixed(1)}`);
+  }
   console.log(JSON.stringify({ batched: fast, pipelined: piped, perRow: base }));
 })().catch((e) => { console.error(e); process.exit(1); });

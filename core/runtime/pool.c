@@ -15,12 +15,14 @@ struct thread {
     pthread_t tid;
     int index;
     int started;
+    pthread_cond_t cond;      /* this thread's own wake-up (see `idle`) */
+    int woken;                /* under the pool's lock: taken off `idle` to run items */
+    struct thread *idle_next; /* under the pool's lock: next on `idle` */
 };
 
 struct rex_pool {
     struct rex_pool_ops ops;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
     pthread_cond_t ready_cond;
     struct rex_link *head, *tail;
     int queued;
@@ -33,10 +35,15 @@ struct rex_pool {
     /* How many threads are woken (see pool.h): at most `budget` run at once unless some are
      * blocked in a call that said so (rex_pool_block_begin) or the queue stalls. */
     int budget;
-    int awake;       /* threads not waiting on cond: running an item or about to look for one */
-    int blocked;     /* of those, inside rex_pool_block_begin/_end */
-    int waiting;     /* threads waiting on cond */
-    int wakes;       /* signals sent whose thread has not woken yet */
+    int awake;   /* threads not waiting: running an item or about to look for one */
+    int blocked; /* of those, inside rex_pool_block_begin/_end */
+    int waiting; /* threads waiting for a wake-up */
+    int wakes;   /* wake-ups sent whose thread has not woken yet */
+    /* The waiting threads not yet woken, the one that waited last on top. Waking the top one
+     * runs the next item on the thread (and LuaJIT state) that ran most recently, whose memory
+     * is still in the caches; a shared condition variable wakes the longest waiter, whose state
+     * is the coldest. */
+    struct thread *idle;
     int held;        /* rex_pool_hold depth: submitted items wait for rex_pool_release */
     double moved_ms; /* when a thread last took an item, or the queue last became non-empty */
 };
@@ -49,23 +56,35 @@ static double mono_ms(void) {
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Under the lock: counts the waiting threads to wake (one per queued item not yet promised a
- * thread) while fewer than `budget` threads are (or are about to be) running without being
- * blocked. The caller signals them after unlocking: a thread woken while the lock is still held
- * would only wake to wait for it. */
-static int wakes_due(rex_pool *p) {
-    int n = 0;
-    while (!p->held && p->head && p->waiting > p->wakes && p->wakes < p->queued &&
-           p->awake - p->blocked + p->wakes < p->budget) {
-        p->wakes++;
-        n++;
-    }
-    return n;
+/* Under the lock: takes a waiting thread off `idle` for it to be woken. */
+static struct thread *take_idle(rex_pool *p) {
+    struct thread *t = p->idle;
+    p->idle = t->idle_next;
+    t->idle_next = NULL;
+    t->woken = 1;
+    p->wakes++;
+    return t;
 }
 
-static void signal_n(rex_pool *p, int n) {
-    while (n-- > 0)
-        pthread_cond_signal(&p->cond);
+/* Called with the lock held, returns with it released: wakes waiting threads (one per queued
+ * item not yet promised a thread) while fewer than `budget` threads are (or are about to be)
+ * running without being blocked. The threads are chosen under the lock and signalled after
+ * unlocking: a thread woken while the lock is still held would only wake to wait for it. */
+enum { WAKE_BATCH = 32 };
+static void wake_due_unlock(rex_pool *p) {
+    for (;;) {
+        struct thread *w[WAKE_BATCH];
+        int n = 0;
+        while (n < WAKE_BATCH && !p->held && p->head && p->idle && p->wakes < p->queued &&
+               p->awake - p->blocked + p->wakes < p->budget)
+            w[n++] = take_idle(p);
+        pthread_mutex_unlock(&p->lock);
+        for (int i = 0; i < n; i++)
+            pthread_cond_signal(&w[i]->cond);
+        if (n < WAKE_BATCH)
+            return;
+        pthread_mutex_lock(&p->lock);
+    }
 }
 
 static void *thread_main(void *arg) {
@@ -92,15 +111,26 @@ static void *thread_main(void *arg) {
         while (!p->head && !p->stopping) {
             p->awake--;
             p->waiting++;
+            t->woken = 0;
+            t->idle_next = p->idle;
+            p->idle = t;
             if (first_wait) { /* rex_pool_start returns once every thread waits here */
                 first_wait = 0;
                 pthread_cond_broadcast(&p->ready_cond);
             }
-            pthread_cond_wait(&p->cond, &p->lock);
+            while (!t->woken && !p->stopping)
+                pthread_cond_wait(&t->cond, &p->lock);
+            if (t->woken) {
+                p->wakes--;
+            } else { /* stopping: off the idle list */
+                struct thread **pp = &p->idle;
+                while (*pp && *pp != t)
+                    pp = &(*pp)->idle_next;
+                if (*pp)
+                    *pp = t->idle_next;
+            }
             p->waiting--;
             p->awake++;
-            if (p->wakes > 0)
-                p->wakes--;
         }
         struct rex_link *item = p->head;
         if (!item) /* stopping and nothing left */
@@ -110,9 +140,7 @@ static void *thread_main(void *arg) {
             p->tail = NULL;
         p->queued--;
         p->moved_ms = mono_ms();
-        int n = wakes_due(p); /* more items, and room for another thread */
-        pthread_mutex_unlock(&p->lock);
-        signal_n(p, n);
+        wake_due_unlock(p); /* more items, and room for another thread */
         item->next = NULL;
         p->ops.run(tctx, item);
         pthread_mutex_lock(&p->lock);
@@ -127,7 +155,8 @@ static void *thread_main(void *arg) {
 static void stop_threads(rex_pool *p) {
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
-    pthread_cond_broadcast(&p->cond);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_cond_signal(&p->threads[i].cond);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->nthreads; i++)
         if (p->threads[i].started)
@@ -139,9 +168,10 @@ int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *
     rex_pool *p = rex_calloc(1, sizeof(*p));
     p->ops = *ops;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
     pthread_cond_init(&p->ready_cond, NULL);
     p->threads = rex_calloc((size_t)n, sizeof(struct thread));
+    for (int i = 0; i < n; i++)
+        pthread_cond_init(&p->threads[i].cond, NULL);
     p->nthreads = n;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     p->budget = cpus > 2 ? (int)cpus : 2;
@@ -169,6 +199,8 @@ int rex_pool_start(int n, const struct rex_pool_ops *ops, rex_pool **out, char *
     if (failed) {
         snprintf(err, errlen, "%s", p->err);
         stop_threads(p);
+        for (int i = 0; i < n; i++)
+            pthread_cond_destroy(&p->threads[i].cond);
         rex_free(p->threads);
         rex_free(p);
         return REX_ELUA;
@@ -187,9 +219,7 @@ void rex_pool_submit(rex_pool *p, struct rex_link *item) {
     p->tail = item;
     if (p->queued++ == 0)
         p->moved_ms = mono_ms();
-    int n = wakes_due(p);
-    pthread_mutex_unlock(&p->lock);
-    signal_n(p, n);
+    wake_due_unlock(p);
 }
 
 void rex_pool_hold(rex_pool *p) {
@@ -201,9 +231,7 @@ void rex_pool_hold(rex_pool *p) {
 void rex_pool_release(rex_pool *p) {
     pthread_mutex_lock(&p->lock);
     p->held--;
-    int n = wakes_due(p);
-    pthread_mutex_unlock(&p->lock);
-    signal_n(p, n);
+    wake_due_unlock(p);
 }
 
 void rex_pool_nudge(rex_pool *p, double stall_ms) {
@@ -211,10 +239,8 @@ void rex_pool_nudge(rex_pool *p, double stall_ms) {
     if (p->head && mono_ms() - p->moved_ms >= stall_ms) {
         /* every thread running seems stuck in a call that did not say it blocks: a thread for
          * each waiting item */
-        while (p->waiting > p->wakes && p->wakes < p->queued) {
-            p->wakes++;
-            pthread_cond_signal(&p->cond);
-        }
+        while (p->idle && p->wakes < p->queued)
+            pthread_cond_signal(&take_idle(p)->cond);
         p->moved_ms = mono_ms();
     }
     pthread_mutex_unlock(&p->lock);
@@ -230,9 +256,7 @@ void rex_pool_block_begin(void) {
         return;
     pthread_mutex_lock(&p->lock);
     p->blocked++;
-    int n = wakes_due(p);
-    pthread_mutex_unlock(&p->lock);
-    signal_n(p, n);
+    wake_due_unlock(p);
 }
 
 void rex_pool_block_end(void) {
@@ -254,7 +278,8 @@ int rex_pool_queued(rex_pool *p) {
 void rex_pool_stop(rex_pool *p) {
     stop_threads(p);
     pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_cond_destroy(&p->threads[i].cond);
     pthread_cond_destroy(&p->ready_cond);
     rex_free(p->threads);
     rex_free(p);

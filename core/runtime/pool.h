@@ -5,11 +5,12 @@
  *
  * Waking a sleeping thread costs a context switch, more than a short job itself. So a submitted
  * item wakes a thread only while fewer than `budget` threads (the CPU count, at least 2) are
- * running; a running thread that finishes takes the next item without sleeping. A thread about
- * to wait says so (rex_pool_block_begin/_end around the wait: PostgreSQL, HTTP, Redis, sleep),
- * which lets another thread take a waiting item at once. For a call that blocks without saying
- * so (user code through the FFI, say), the loop calls rex_pool_nudge: items that waited that long
- * with no thread taking any each get a thread. All N threads still run at once when the jobs
+ * running; a running thread that finishes takes the next item without sleeping, and the thread
+ * woken is the one that went to sleep last (its LuaJIT state is the likeliest still in cache). A
+ * thread about to wait says so (rex_pool_block_begin/_end around the wait: PostgreSQL, HTTP, Redis,
+ * sleep), which lets another thread take a waiting item at once. For a call that blocks without
+ * saying so (user code through the FFI, say), the loop calls rex_pool_nudge: items that waited that
+ * long with no thread taking any each get a thread. All N threads still run at once when the jobs
  * wait on I/O; CPU-bound short jobs run on `budget` threads with far fewer wake-ups.
  * rex_mailbox: items posted from any thread are handed, in order, to a callback on the loop's
  * thread (a locked list that is drained fully, and an eventfd written only when no wake-up is

@@ -244,3 +244,41 @@ TEST(mailbox_delivers_every_post_in_order_from_many_threads) {
     for (int i = 0; i < POSTERS; i++)
         CHECK_INT(mbt.next[i], POSTS);
 }
+
+/* One item at a time, each submitted once the previous thread went back to sleep: every item
+ * runs on the thread that ran the one before (the last to sleep is the first woken), not on
+ * each thread in turn. */
+static atomic_int last_thread, thread_changes;
+
+static int init_index(void *ud, int index, void **tctx, char *err, size_t errlen) {
+    (void)ud, (void)err, (void)errlen;
+    *tctx = (void *)(intptr_t)(index + 1);
+    return 0;
+}
+
+static void run_record(void *tctx, struct rex_link *link) {
+    (void)link;
+    int me = (int)(intptr_t)tctx;
+    int prev = atomic_exchange(&last_thread, me);
+    if (prev && prev != me)
+        atomic_fetch_add(&thread_changes, 1);
+    atomic_fetch_add(&done, 1);
+}
+
+TEST(pool_wakes_the_thread_that_slept_last) {
+    atomic_store(&done, 0);
+    atomic_store(&last_thread, 0);
+    atomic_store(&thread_changes, 0);
+    struct rex_pool_ops ops = {init_index, run_record, NULL, NULL};
+    rex_pool *p = NULL;
+    char err[128];
+    CHECK_INT(rex_pool_start(6, &ops, &p, err, sizeof(err)), 0);
+    struct rex_link items[20];
+    for (int i = 0; i < 20; i++) {
+        rex_pool_submit(p, &items[i]);
+        wait_done(i + 1, 5000);
+        usleep(3000); /* the thread is back waiting */
+    }
+    CHECK_INT(atomic_load(&thread_changes), 0);
+    rex_pool_stop(p);
+}
