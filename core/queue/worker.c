@@ -1005,6 +1005,16 @@ static void random_hex(char *out, size_t bytes) {
         snprintf(out + 2 * i, 3, "%02x", buf[i]);
 }
 
+/* A start that failed once the mailbox was set up: lets its handle close, frees the worker. */
+static int abandon_start(struct rex_worker *w, int rc) {
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    rex_mailbox_destroy(&w->mailbox);
+    uv_loop_close(w->loop);
+    rex_free(w->key);
+    rex_free(w);
+    return rc;
+}
+
 int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     struct rex_worker *w = rex_calloc(1, sizeof(*w));
     uv_loop_t loop;
@@ -1026,12 +1036,7 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
 
     if (rex_mailbox_init(&w->mailbox, w->loop, deliver)) {
         snprintf(err, errlen, "cannot create the worker threads' mailbox: %s", strerror(errno));
-        uv_run(w->loop, UV_RUN_DEFAULT);
-        rex_mailbox_destroy(&w->mailbox);
-        uv_loop_close(w->loop);
-        rex_free(w->key);
-        rex_free(w);
-        return REX_EIO;
+        return abandon_start(w, REX_EIO);
     }
     w->mailbox.after = after_drain;
     w->mailbox.data = w;
@@ -1042,12 +1047,7 @@ int rex_worker_run(const struct rex_config *cfg, char *err, size_t errlen) {
     int rc = rex_pool_start(cfg->concurrency, &ops, &w->pool, err, errlen);
     if (rc) {
         rex_mailbox_close(&w->mailbox, NULL);
-        uv_run(w->loop, UV_RUN_DEFAULT);
-        rex_mailbox_destroy(&w->mailbox);
-        uv_loop_close(w->loop);
-        rex_free(w->key);
-        rex_free(w);
-        return rc;
+        return abandon_start(w, rc);
     }
 
     uv_timer_init(w->loop, &w->renew_timer);

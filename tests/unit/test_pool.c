@@ -57,16 +57,20 @@ static void run(void *tctx, struct rex_link *link) {
     atomic_fetch_add(&done, 1);
 }
 
-static rex_pool *start(int n) {
+static rex_pool *start_ops(int n, const struct rex_pool_ops *ops) {
     atomic_store(&running, 0);
     atomic_store(&max_running, 0);
     atomic_store(&done, 0);
-    struct rex_pool_ops ops = {init, run, NULL, NULL};
     rex_pool *p = NULL;
     char err[128];
-    CHECK_INT(rex_pool_start(n, &ops, &p, err, sizeof(err)), 0);
+    CHECK_INT(rex_pool_start(n, ops, &p, err, sizeof(err)), 0);
     CHECK(rex_pool_budget(p) >= 2);
     return p;
+}
+
+static rex_pool *start(int n) {
+    struct rex_pool_ops ops = {init, run, NULL, NULL};
+    return start_ops(n, &ops);
 }
 
 static void submit_all(rex_pool *p, struct item *items, int n, enum kind kind, int ms) {
@@ -266,13 +270,10 @@ static void run_record(void *tctx, struct rex_link *link) {
 }
 
 TEST(pool_wakes_the_thread_that_slept_last) {
-    atomic_store(&done, 0);
     atomic_store(&last_thread, 0);
     atomic_store(&thread_changes, 0);
     struct rex_pool_ops ops = {init_index, run_record, NULL, NULL};
-    rex_pool *p = NULL;
-    char err[128];
-    CHECK_INT(rex_pool_start(6, &ops, &p, err, sizeof(err)), 0);
+    rex_pool *p = start_ops(6, &ops);
     struct rex_link items[20];
     for (int i = 0; i < 20; i++) {
         rex_pool_submit(p, &items[i]);
